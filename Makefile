@@ -1,0 +1,41 @@
+# Two commands do everything:  `make run` (execute the series)  and  `make test` (the test suite).
+# Each creates .venv and installs what it needs on first use. FULL=1 runs FULL mode.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+FULL    ?= 0
+NB      ?=
+
+.PHONY: run test lab unit install clean store-outputs
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[notebooks,dev,audio]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# execute every notebook (FAST by default, FULL=1 for FULL) into build/executed/, figures saved
+run: $(STAMP)
+	$(BIN)/python -m tcmax_lib.series run $(if $(filter 1,$(FULL)),--full) $(if $(NB),--only $(NB))
+
+# unit tests + papermill layer + nbval layer, in one pytest call
+test: $(STAMP)
+	TCMAX_FAST=1 TQDM_DISABLE=1 $(BIN)/python -m pytest tests notebooks -p no:cacheprovider \
+	  --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
+	  --nbval-cell-timeout=900 --durations=15
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest tests -m "not notebooks" -q
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks/
+
+# maintainers: re-execute in FAST mode and keep only the outputs of cells tagged keep_output
+store-outputs: $(STAMP)
+	$(BIN)/python -m tcmax_lib.series store-outputs $(if $(NB),--only $(NB))
+
+clean:
+	rm -rf build .pytest_cache

@@ -1,0 +1,262 @@
+"""Critics and variational lower bounds on mutual information and total correlation.
+
+Convention (Poole et al. 2019): a critic returns a K x K score matrix S with S[i, j] = T(x_i, y_j).
+The diagonal holds the K joint pairs, the K(K-1) off-diagonal entries are samples of p(x)p(y):
+no shuffling, hence no accidental joint pairs among the "negatives". Every bound works in log
+space (logsumexp), so it is finite for any finite scores (NWJ: see its docstring).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Sequence
+
+import torch
+from torch import nn
+
+
+# ----------------------------------------------------------------------------- helpers
+def logmeanexp_offdiag(scores: torch.Tensor) -> torch.Tensor:
+    """log of the mean of exp(scores) over the off-diagonal entries of a [K, K] matrix."""
+    k = scores.shape[0]
+    off = scores.masked_fill(torch.eye(k, dtype=torch.bool, device=scores.device), float("-inf"))
+    return torch.logsumexp(off.flatten(), 0) - math.log(k * (k - 1))
+
+
+def _check_square(scores: torch.Tensor) -> None:
+    if scores.ndim != 2 or scores.shape[0] != scores.shape[1] or scores.shape[0] < 2:
+        raise ValueError(f"expected a square [K, K] score matrix with K >= 2, got shape {tuple(scores.shape)}.")
+
+
+# ----------------------------------------------------------------------------- MI bounds
+def dv_bound(scores: torch.Tensor) -> torch.Tensor:
+    """Donsker-Varadhan bound: mean T(joint) - log mean exp T(marginal)."""
+    _check_square(scores)
+    return scores.diagonal().mean() - logmeanexp_offdiag(scores)
+
+
+def nwj_bound(scores: torch.Tensor) -> torch.Tensor:
+    """NWJ (f-divergence) bound: mean T(joint) - e^-1 mean exp T(marginal).
+
+    Its true value for scores near 1e4 is about -e^9999, below the float range; the exponent
+    is therefore capped at log(float max), which keeps the value finite (and very negative).
+    """
+    _check_square(scores)
+    cap = math.log(torch.finfo(scores.dtype).max) - 1.0
+    return scores.diagonal().mean() - torch.exp((logmeanexp_offdiag(scores) - 1.0).clamp(max=cap))
+
+
+def infonce_bound(scores: torch.Tensor) -> torch.Tensor:
+    """InfoNCE: mean_i [S_ii - log mean_j exp S_ij]; can never exceed log K."""
+    _check_square(scores)
+    k = scores.shape[0]
+    return (scores.diagonal() - torch.logsumexp(scores, dim=1)).mean() + math.log(k)
+
+
+def js_fgan(scores: torch.Tensor) -> torch.Tensor:
+    """f-GAN Jensen-Shannon objective (a training signal, not an MI estimate)."""
+    _check_square(scores)
+    k = scores.shape[0]
+    eye = torch.eye(k, dtype=torch.bool, device=scores.device)
+    joint = -nn.functional.softplus(-scores.diagonal()).mean()
+    marginal = nn.functional.softplus(scores[~eye]).mean()
+    return joint - marginal
+
+
+def js_bound(scores: torch.Tensor) -> torch.Tensor:
+    """Train with the JS objective, report NWJ with critic T + 1 (Poole et al.): value NWJ, gradient JS."""
+    js = js_fgan(scores)
+    return js + (nwj_bound(scores + 1.0) - js).detach()
+
+
+def smile_bound(scores: torch.Tensor, clip: float | None = 5.0) -> torch.Tensor:
+    """SMILE (Song & Ermon): DV with the partition scores clipped to [-clip, clip]; gradient of JS."""
+    _check_square(scores)
+    clipped = scores if clip is None else scores.clamp(-clip, clip)
+    dv = scores.diagonal().mean() - logmeanexp_offdiag(clipped)
+    js = js_fgan(scores)
+    return js + (dv - js).detach()
+
+
+BOUNDS = {"dv": dv_bound, "nwj": nwj_bound, "infonce": infonce_bound, "js": js_bound, "smile": smile_bound}
+
+
+class MINE:
+    """DV bound whose partition-gradient uses an exponential moving average kept in log space.
+
+    The reported value is the plain batch DV; only the gradient differs (Belghazi et al. 2018, sec. 3.2):
+    grad log E[e^T] = E[grad T e^T] / E[e^T] with the denominator replaced by the EMA.
+    """
+
+    def __init__(self, ema_rate: float = 0.01):
+        if not 0.0 < ema_rate <= 1.0:
+            raise ValueError(f"ema_rate={ema_rate} must be in (0, 1].")
+        self.ema_rate = ema_rate
+        self.log_ema: torch.Tensor | None = None
+
+    def __call__(self, scores: torch.Tensor) -> torch.Tensor:
+        """Return a tensor whose value is the batch DV bound and whose gradient is EMA-corrected."""
+        _check_square(scores)
+        joint = scores.diagonal().mean()
+        lme = logmeanexp_offdiag(scores)                                  # log mean_B e^T (has grad)
+        with torch.no_grad():
+            a = self.ema_rate
+            new = lme.detach()
+            if self.log_ema is None or a == 1.0:
+                self.log_ema = new
+            else:  # EMA of E_B[e^T] in log space: log((1-a) m + a e^new)
+                self.log_ema = torch.logaddexp(math.log1p(-a) + self.log_ema, math.log(a) + new)
+        weight = torch.exp(lme.detach() - self.log_ema)                   # E_B[e^T] / EMA, never overflows
+        surrogate = joint - weight * lme
+        value = joint - lme
+        return value.detach() + surrogate - surrogate.detach()
+
+
+# ----------------------------------------------------------------------------- critics
+def mlp(sizes: Sequence[int], act: type[nn.Module] = nn.ReLU) -> nn.Sequential:
+    """Plain MLP with `act` between layers and none after the last."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(act())
+    return nn.Sequential(*layers)
+
+
+class ConcatCritic(nn.Module):
+    """Joint critic T(x, y) = MLP([x, y]) evaluated on all K x K pairs of a batch."""
+
+    def __init__(self, dim_x: int, dim_y: int, hidden: int = 256, layers: int = 2):
+        super().__init__()
+        self.first_x = nn.Linear(dim_x, hidden)               # first layer split in two: W[x; y] = Wx x + Wy y
+        self.first_y = nn.Linear(dim_y, hidden, bias=False)
+        self.rest = mlp([hidden] * layers + [1])
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Return scores [K, K] with entry [i, j] = T(x_i, y_j)."""
+        h = self.first_x(x)[:, None, :] + self.first_y(y)[None, :, :]  # [K, K, hidden]
+        return self.rest(torch.relu(h)).squeeze(-1)                     # [K, K]
+
+
+class SeparableCritic(nn.Module):
+    """Separable critic T(x, y) = g(x) . h(y) with two MLP embeddings."""
+
+    def __init__(self, dim_x: int, dim_y: int, hidden: int = 256, layers: int = 2, embed: int = 32):
+        super().__init__()
+        self.g = mlp([dim_x] + [hidden] * layers + [embed])
+        self.h = mlp([dim_y] + [hidden] * layers + [embed])
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Return scores [K, K] with entry [i, j] = g(x_i) . h(y_j)."""
+        return self.g(x) @ self.h(y).T                                   # [K, embed] @ [embed, K] -> [K, K]
+
+
+# ----------------------------------------------------------------------------- total correlation
+def tcne_bound(joint_scores: torch.Tensor, marginal_scores: torch.Tensor) -> torch.Tensor:
+    """DV bound on total correlation: mean T(joint tuples) - log mean exp T(product-of-marginal tuples)."""
+    if joint_scores.numel() == 0 or marginal_scores.numel() == 0:
+        raise ValueError("tcne_bound needs at least one joint and one product-of-marginals score.")
+    m = marginal_scores.flatten()
+    return joint_scores.mean() - (torch.logsumexp(m, 0) - math.log(m.numel()))
+
+
+def distinct_index_mask(k: int, num_vars: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Boolean [K]*M mask of index tuples whose M indices are pairwise different.
+
+    Those tuples combine M different samples, so they are exact draws from the product of the
+    marginals; tuples that repeat an index would mix in partly joint samples.
+    """
+    idx = torch.arange(k, device=device)
+    mask = torch.ones((k,) * num_vars, dtype=torch.bool, device=device)
+    for a, b in itertools.combinations(range(num_vars), 2):
+        shape_a = [1] * num_vars
+        shape_b = [1] * num_vars
+        shape_a[a], shape_b[b] = k, k
+        mask &= idx.view(shape_a) != idx.view(shape_b)
+    return mask
+
+
+def tcne_from_tensor(scores: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """TCNE bound from a full score tensor [K]*M: diagonal = joint, distinct-index tuples = marginals."""
+    k, m = scores.shape[0], scores.ndim
+    if any(s != k for s in scores.shape):
+        raise ValueError(f"expected a cube [K]*M of scores, got {tuple(scores.shape)}.")
+    mask = distinct_index_mask(k, m, scores.device) if mask is None else mask
+    diag = scores.flatten()[torch.arange(k, device=scores.device) * sum(k ** i for i in range(m))]  # [K]
+    return tcne_bound(diag, scores[mask])
+
+
+class PairwiseTCCritic(nn.Module):
+    """TC critic with unary and pairwise terms: T = sum_a u_a(z_a) + sum_{a<b} e_ab(z_a) . e_ba(z_b).
+
+    Every pairwise bilinear-plus-unary form (e.g. the exact Gaussian log ratio, a quadratic form)
+    is representable, and scores for all K^M index tuples come from M small matrix products.
+    """
+
+    def __init__(self, dims: Sequence[int], hidden: int = 256, layers: int = 2, embed: int = 32):
+        super().__init__()
+        self.num_vars, self.embed = len(dims), embed
+        out = (self.num_vars - 1) * embed + 1
+        self.nets = nn.ModuleList([mlp([d] + [hidden] * layers + [out]) for d in dims])
+
+    def forward(self, zs: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Return scores for all index tuples: a tensor [K]*M."""
+        m, e = self.num_vars, self.embed
+        outs = [net(z) for net, z in zip(self.nets, zs)]                # M x [K, (M-1)*e + 1]
+        k = zs[0].shape[0]
+        total = torch.zeros((k,) * m, device=zs[0].device, dtype=outs[0].dtype)
+        for a in range(m):
+            shape = [1] * m
+            shape[a] = k
+            total = total + outs[a][:, -1].view(shape)                   # unary term u_a
+        for a, b in itertools.combinations(range(m), 2):
+            ea = outs[a][:, self._slot(a, b) * e:(self._slot(a, b) + 1) * e]   # [K, e]
+            eb = outs[b][:, self._slot(b, a) * e:(self._slot(b, a) + 1) * e]   # [K, e]
+            shape = [1] * m
+            shape[a], shape[b] = k, k
+            total = total + (ea @ eb.T).view(shape)                      # [K, K] placed on axes (a, b)
+        return total
+
+    @staticmethod
+    def _slot(a: int, b: int) -> int:
+        return b if b < a else b - 1
+
+
+class ConcatTCCritic(nn.Module):
+    """General TC critic T = MLP([z_1, ..., z_M]) scored on given index tuples (sampled negatives)."""
+
+    def __init__(self, dims: Sequence[int], hidden: int = 256, layers: int = 2):
+        super().__init__()
+        self.net = mlp([sum(dims)] + [hidden] * layers + [1])
+
+    def forward(self, zs: Sequence[torch.Tensor], index: torch.Tensor) -> torch.Tensor:
+        """Score tuples index[n] = (j_1..j_M): returns [N]."""
+        parts = [z[index[:, a]] for a, z in enumerate(zs)]               # M x [N, d_a]
+        return self.net(torch.cat(parts, dim=1)).squeeze(-1)            # [N]
+
+
+def sample_distinct_tuples(k: int, num_vars: int, n: int, generator: torch.Generator | None = None,
+                           device: torch.device | str = "cpu") -> torch.Tensor:
+    """Draw n index tuples [n, M] with pairwise-different entries (product-of-marginals negatives)."""
+    if k < num_vars:
+        raise ValueError(f"need K >= M to draw distinct indices, got K={k}, M={num_vars}.")
+    keys = torch.rand(n, k, generator=generator)
+    return keys.topk(num_vars, dim=1).indices.to(device)                 # uniform ordered draw w/o replacement
+
+
+class TableCritic(nn.Module):
+    """Critic for discrete variables: one learnable score per value tuple, T[x_1, ..., x_M]."""
+
+    def __init__(self, cardinalities: Sequence[int]):
+        super().__init__()
+        self.table = nn.Parameter(torch.zeros(*cardinalities))
+
+    def forward(self, xs: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Scores for all index tuples of a batch of integer codes: a tensor [K]*M."""
+        m, k = len(xs), xs[0].shape[0]
+        grids = torch.meshgrid(*xs, indexing="ij")                        # M x [K]*M value codes
+        return self.table[grids] if m == self.table.ndim else self._bad(m, k)
+
+    def _bad(self, m: int, k: int):
+        raise ValueError(f"critic built for {self.table.ndim} variables, got {m}.")

@@ -1,0 +1,128 @@
+"""The TCMax loss: the negative TCNE (Donsker-Varadhan) bound on TC(z_1, ..., z_M, y) with the
+classifier's logits as the critic (Yu et al., ICLR 2026, arXiv 2602.13015).
+
+    L = -(1/B) sum_i f(z_1i, ..., z_Mi)_{y_i}
+        + log sum_{j_1..j_M, c} exp f(z_1j_1, ..., z_Mj_M)_c  -  log(B^M |Y|)
+
+For a linear fusion f = sum_m f_m(z_m) (concat, sum, shared heads) the normaliser factorises:
+log sum_c prod_m sum_j exp f_m(z_mj)_c = logsumexp_c sum_m logsumexp_j f_m[j, c]  ->  O(M B C).
+-L is a batch estimate of TC in nats; it can never exceed log(B^(M-1) |Y|).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+from torch.utils.checkpoint import checkpoint
+
+
+@dataclass
+class TCMaxOutput:
+    """Loss (to minimise), the TC estimate (= -loss, nats) and per-modality marginal terms for logging."""
+
+    loss: torch.Tensor
+    tc_estimate: torch.Tensor
+    marginal_terms: list[torch.Tensor]
+
+
+def _check_logits(logits: Sequence[torch.Tensor], labels: torch.Tensor) -> tuple[int, int]:
+    if len(logits) < 1:
+        raise ValueError("tcmax_loss needs at least one per-modality logit tensor.")
+    b, c = logits[0].shape[-2:] if logits[0].ndim == 2 else (None, None)
+    for m, lg in enumerate(logits):
+        if lg.ndim != 2 or lg.shape != logits[0].shape:
+            raise ValueError(f"logits[{m}] has shape {tuple(lg.shape)}; every modality needs the same [B, C] "
+                             f"shape (got {tuple(logits[0].shape)} for modality 0).")
+    if labels.shape != (b,):
+        raise ValueError(f"labels must have shape [B]=({b},), got {tuple(labels.shape)}.")
+    return b, c
+
+
+def tcmax_loss(logits: Sequence[torch.Tensor], labels: torch.Tensor) -> TCMaxOutput:
+    """Exact TCMax loss for a linear fusion, from per-modality logits [B, C]; O(M B C) time and memory."""
+    b, c = _check_logits(logits, labels)
+    m = len(logits)
+    stacked = torch.stack([lg.float() for lg in logits])                 # [M, B, C]
+    positive = stacked.gather(2, labels.view(1, b, 1).expand(m, b, 1))   # [M, B, 1]
+    positive = positive.squeeze(-1).sum(0).mean()                        # mean_i f(z_i)_{y_i}
+    lse_batch = torch.logsumexp(stacked, dim=1)                          # [M, C]: log sum_j e^{f_m[j, c]}
+    log_norm = torch.logsumexp(lse_batch.sum(0), dim=0)                  # log sum_c prod_m sum_j e^{...}
+    loss = -positive + log_norm - (m * math.log(b) + math.log(c))
+    # logging: the official code's per-modality "marginal" terms, -mean_i log sum_{other indices} p - log B,
+    # where p is the softmax over the whole B^M x C grid; computed here without building the grid
+    terms = []
+    for k in range(m):
+        others = lse_batch.sum(0) - lse_batch[k]                         # [C]
+        log_p = stacked[k] + others[None, :] - log_norm                  # [B, C]
+        terms.append(-log_p.gather(1, labels[:, None]).mean() - math.log(b))
+    return TCMaxOutput(loss=loss, tc_estimate=-loss.detach(), marginal_terms=terms)
+
+
+def tcmax_loss_materialized(logits: Sequence[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
+    """Same loss built on the full B^M x C grid (stable logsumexp); for teaching and benchmarks only."""
+    b, c = _check_logits(logits, labels)
+    m = len(logits)
+    grid = torch.zeros((b,) * m + (c,), dtype=torch.float32, device=logits[0].device)
+    for k, lg in enumerate(logits):
+        shape = [1] * m + [c]
+        shape[k] = b
+        grid = grid + lg.float().view(shape)                             # [B]*M + [C]
+    positive = sum(lg.float().gather(1, labels[:, None]).squeeze(1) for lg in logits).mean()
+    return -positive + torch.logsumexp(grid.flatten(), 0) - (m * math.log(b) + math.log(c))
+
+
+def tcmax_loss_public_code(out_a: torch.Tensor, out_v: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Reproduction of the released code's form (exp(x - mean), then log): unstable; for demonstration only.
+
+    It returns the paper's loss + log(B C) and overflows or underflows once logits spread by ~100.
+    """
+    b = out_a.shape[0]
+    out = out_a[:, None, :] + out_v[None, :, :]                          # [B, B, C]
+    p = torch.exp(out - out.mean())
+    p = p / p.sum()
+    idx = torch.arange(b, device=out.device)
+    return -torch.log(p[idx, idx, labels]).mean() - math.log(b)
+
+
+def tcmax_loss_pairwise(head: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], feats: Sequence[torch.Tensor],
+                        labels: torch.Tensor, chunk_size: int = 64) -> TCMaxOutput:
+    """Exact TCMax loss for any (non-linear) fusion head of two modalities.
+
+    The normaliser runs `head` on all B x B feature pairs, `chunk_size` rows of modality 1 at a time,
+    combining chunks with a streaming logsumexp. Each chunk is checkpointed, so autograd keeps only
+    one scalar per chunk and recomputes the chunk in backward: peak memory is one chunk's activations.
+    """
+    if len(feats) != 2:
+        raise ValueError(f"tcmax_loss_pairwise handles two modalities, got {len(feats)}.")
+    za, zv = feats
+    b = za.shape[0]
+    if zv.shape[0] != b or labels.shape != (b,):
+        raise ValueError(f"batch sizes differ: za {tuple(za.shape)}, zv {tuple(zv.shape)}, labels {tuple(labels.shape)}.")
+    fused = head(za, zv).float()                                         # [B, C] aligned pairs
+    c = fused.shape[1]
+    positive = fused.gather(1, labels[:, None]).mean()
+
+    def chunk_lse(za_chunk: torch.Tensor, zv_all: torch.Tensor) -> torch.Tensor:
+        j = za_chunk.shape[0]
+        a = za_chunk[:, None, :].expand(j, b, za_chunk.shape[1]).reshape(j * b, -1)   # [J*B, Da]
+        v = zv_all[None, :, :].expand(j, b, zv_all.shape[1]).reshape(j * b, -1)       # [J*B, Dv]
+        return torch.logsumexp(head(a, v).float().flatten(), 0)                      # scalar
+
+    parts = []
+    for start in range(0, b, chunk_size):
+        za_chunk = za[start:start + chunk_size]
+        if torch.is_grad_enabled():
+            parts.append(checkpoint(chunk_lse, za_chunk, zv, use_reentrant=False))
+        else:
+            parts.append(chunk_lse(za_chunk, zv))
+    log_norm = torch.logsumexp(torch.stack(parts), 0)
+    loss = -positive + log_norm - (2 * math.log(b) + math.log(c))
+    return TCMaxOutput(loss=loss, tc_estimate=-loss.detach(), marginal_terms=[])
+
+
+def tc_estimate_cap(batch_size: int, num_classes: int, num_modalities: int = 2) -> float:
+    """Largest value the batch TC estimate -L can take: log(B^(M-1) |Y|) nats."""
+    return (num_modalities - 1) * math.log(batch_size) + math.log(num_classes)

@@ -1,0 +1,127 @@
+"""Training objectives behind one interface: joint, unimodal, OGM-GE and TCMax.
+
+A method computes the loss of a batch (`loss`) and may touch gradients after backward
+(`after_backward`, used by OGM-GE). Both return plain floats/tensors for logging.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .losses import tcmax_loss, tcmax_loss_pairwise
+from .models import ModelOutput, MultimodalClassifier
+
+
+class Method:
+    """Base class: `loss(model, out, y)` -> (loss, logs); `after_backward(model, out, y, epoch)` -> logs."""
+
+    name = "base"
+
+    def loss(self, model: MultimodalClassifier, out: ModelOutput, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        raise NotImplementedError
+
+    def after_backward(self, model: MultimodalClassifier, out: ModelOutput, y: torch.Tensor, epoch: int) -> dict:
+        return {}
+
+    def predict_logits(self, out: ModelOutput) -> torch.Tensor:
+        """Logits used for prediction (fused head by default)."""
+        return out.logits
+
+
+def _modality_ce(out: ModelOutput, y: torch.Tensor) -> dict:
+    return {f"ce_{m}": F.cross_entropy(lg.detach().float(), y) for m, lg in enumerate(out.modality_logits)}
+
+
+class Joint(Method):
+    """Cross-entropy on the fused logits (maximises I(y; z_1..z_M))."""
+
+    name = "joint"
+
+    def loss(self, model, out, y):
+        loss = F.cross_entropy(out.logits.float(), y)
+        return loss, _modality_ce(out, y)
+
+
+class Unimodal(Method):
+    """Sum of per-modality cross-entropies (each encoder learns alone; prediction = summed logits)."""
+
+    name = "unimodal"
+
+    def loss(self, model, out, y):
+        ces = [F.cross_entropy(lg.float(), y) for lg in out.modality_logits]
+        return sum(ces), {f"ce_{m}": c.detach() for m, c in enumerate(ces)}
+
+    def predict_logits(self, out):
+        return sum(out.modality_logits)
+
+
+@dataclass
+class OGMGE(Method):
+    """OGM-GE (Peng et al. 2022): damp the dominant encoder's gradients by 1 - tanh(alpha * rho), add noise.
+
+    rho = (sum_i softmax(out_dom)[y_i]) / (sum_i softmax(out_weak)[y_i]) > 1 for the dominant modality;
+    applied to the dominant encoder's weight gradients (tensors of dim >= 2, i.e. linear and conv
+    weights) for epochs in [start, end], with Gaussian noise of the gradient's std (GE).
+    """
+
+    alpha: float = 0.8
+    start: int = 0
+    end: int = 50
+    noise: bool = True
+    name: str = "ogm_ge"
+
+    def loss(self, model, out, y):
+        return F.cross_entropy(out.logits.float(), y), _modality_ce(out, y)
+
+    @torch.no_grad()
+    def after_backward(self, model, out, y, epoch):
+        if len(out.modality_logits) != 2:
+            raise ValueError("OGM-GE is defined for two modalities.")
+        scores = [lg.float().softmax(1).gather(1, y[:, None]).sum() for lg in out.modality_logits]
+        ratio = float(scores[0] / scores[1].clamp_min(1e-12))           # audio / visual
+        coeffs = [1.0, 1.0]
+        if ratio > 1:
+            coeffs[0] = 1.0 - math.tanh(self.alpha * ratio)
+        else:
+            coeffs[1] = 1.0 - math.tanh(self.alpha * (1.0 / max(ratio, 1e-12)))
+        if self.start <= epoch <= self.end:
+            for enc, k in zip(model.encoders, coeffs):
+                if k == 1.0:
+                    continue
+                for p in enc.parameters():
+                    if p.grad is None or p.grad.ndim < 2:
+                        continue
+                    p.grad.mul_(k)
+                    if self.noise:
+                        p.grad.add_(torch.randn_like(p.grad) * (p.grad.std() + 1e-8))
+        return {"ogm_ratio": ratio, "coeff_0": coeffs[0], "coeff_1": coeffs[1]}
+
+
+@dataclass
+class TCMax(Method):
+    """TCMax: minimise the negative TCNE bound with the fused logits as critic (factorised or pairwise)."""
+
+    chunk_size: int = 64
+    name: str = "tcmax"
+
+    def loss(self, model, out, y):
+        if model.linear_fusion:
+            res = tcmax_loss(out.modality_logits, y)
+        else:
+            res = tcmax_loss_pairwise(model.head, out.feats, y, chunk_size=self.chunk_size)
+        logs = {"tc_estimate": res.tc_estimate, **_modality_ce(out, y)}
+        return res.loss, logs
+
+
+METHODS = {"joint": Joint, "unimodal": Unimodal, "ogm_ge": OGMGE, "tcmax": TCMax}
+
+
+def make_method(name: str, **kwargs) -> Method:
+    """Build a method by name: 'joint', 'unimodal', 'ogm_ge' or 'tcmax'."""
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; choose from {sorted(METHODS)}.")
+    return METHODS[name](**kwargs)

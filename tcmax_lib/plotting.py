@@ -1,0 +1,80 @@
+"""One house plotting style and a deterministic `savefig`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.rcParams.setdefault("svg.hashsalt", "tcmax")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .runtime import STATE, repo_root  # noqa: E402
+
+# one palette for the whole series: methods and modalities keep their colour in every chapter
+COLORS = {
+    "joint": "#4C72B0",
+    "unimodal": "#55A868",
+    "ogm_ge": "#C44E52",
+    "tcmax": "#8172B2",
+    "audio": "#DD8452",
+    "visual": "#4C72B0",
+    "fused": "#333333",
+    "truth": "black",
+    "dv": "#4C72B0",
+    "mine": "#8172B2",
+    "nwj": "#DD8452",
+    "infonce": "#55A868",
+    "smile": "#C44E52",
+    "js": "#937860",
+}
+
+
+def set_style() -> None:
+    """Apply the series' plotting style (seaborn whitegrid, readable sizes)."""
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="notebook", palette="deep")
+    plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 150, "figure.figsize": (6.4, 4.0),
+                         "axes.spines.top": False, "axes.spines.right": False,
+                         "svg.hashsalt": "tcmax"})
+
+
+def figures_dir() -> Path:
+    """Where figures go: env TCMAX_FIGURES_DIR, else figures/ in FULL mode, build/figures in FAST."""
+    env = os.environ.get("TCMAX_FIGURES_DIR")
+    if env:
+        return Path(env)
+    root = repo_root()
+    return root / "figures" if STATE.fast is False else root / "build" / "figures"
+
+
+def savefig(fig: plt.Figure, name: str, pdf: bool = True) -> Path:
+    """Save `fig` as PNG (and PDF) with deterministic metadata; return the PNG path."""
+    folder = figures_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = Path(name).stem
+    png = folder / f"{stem}.png"
+    fig.savefig(png, bbox_inches="tight", metadata={"Software": None})
+    if pdf:
+        fig.savefig(folder / f"{stem}.pdf", bbox_inches="tight",
+                    metadata={"Creator": None, "Producer": None, "CreationDate": None})
+    return png
+
+
+def ewm(values: Sequence[float], span: int = 200) -> np.ndarray:
+    """Exponentially weighted moving average (pandas' adjust=True EWM), for smoothing traces."""
+    import pandas as pd
+
+    return pd.Series(np.asarray(values, dtype=float)).ewm(span=span).mean().to_numpy()
+
+
+def mean_std_band(ax: plt.Axes, x: np.ndarray, runs: np.ndarray, label: str, color: str | None = None) -> None:
+    """Plot the mean of `runs` [n_runs, len(x)] with a +-1 std band."""
+    runs = np.asarray(runs, dtype=float)
+    mean, std = runs.mean(0), runs.std(0)
+    line, = ax.plot(x, mean, label=label, color=color)
+    ax.fill_between(x, mean - std, mean + std, alpha=0.2, color=line.get_color())

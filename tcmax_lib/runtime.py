@@ -1,0 +1,157 @@
+"""Runtime helpers every notebook calls first: FAST/FULL mode, device choice, seeds, metrics.
+
+Nothing here runs at import time; `setup_notebook` is the one explicit entry point.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+_TRUE = {"1", "true", "yes", "on", "full"}
+_FALSE = {"0", "false", "no", "off", "", "fast"}
+
+
+@dataclass
+class _State:
+    """Per-process state of the running notebook (name and mode)."""
+
+    notebook: str = "session"
+    fast: bool | None = None
+
+
+STATE = _State()
+
+
+def repo_root() -> Path:
+    """Return the project root (folder holding pyproject.toml and tcmax_lib/), else the cwd."""
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / "pyproject.toml").exists() and (folder / "tcmax_lib").is_dir():
+            return folder
+    pkg_parent = Path(__file__).resolve().parent.parent
+    if (pkg_parent / "pyproject.toml").exists():
+        return pkg_parent
+    return here
+
+
+def _parse_bool(value: Any, what: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, np.integer)) and value in (0, 1):
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(f"{what}={value!r} is not a boolean; use True/False, 1/0 or 'true'/'false'.")
+
+
+def resolve_fast(value: bool | str | int | None = None) -> bool:
+    """Resolve FAST mode: an explicit value wins, None reads env TCMAX_FAST (default: FAST)."""
+    if value is None:
+        env = os.environ.get("TCMAX_FAST")
+        fast = True if env is None else _parse_bool(env, "TCMAX_FAST")
+    else:
+        fast = _parse_bool(value, "FAST")
+    STATE.fast = fast
+    return fast
+
+
+def pick_device(pref: str = "auto", verbose: bool = True) -> torch.device:
+    """Pick a device: 'auto' prefers cuda > mps > cpu; an explicit name is checked and used."""
+    pref = (pref or "auto").lower()
+    if pref == "auto":
+        if torch.cuda.is_available():
+            device = torch.device("cuda")
+        elif getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            device = torch.device("mps")
+        else:
+            device = torch.device("cpu")
+    else:
+        device = torch.device(pref)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(f"DEVICE={pref!r} asked for CUDA but torch sees no GPU; use 'auto' or 'cpu'.")
+    if verbose:
+        name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+        print(f"device: {device} ({name}), torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
+    return device
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed python, numpy and torch (CPU and CUDA); return a fresh torch.Generator with that seed."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def setup_notebook(name: str, seed: int = 0) -> torch.Generator:
+    """Name the running notebook (for metrics/figures), seed everything, apply the plot style."""
+    from . import plotting  # local import: plotting pulls in matplotlib/seaborn
+
+    STATE.notebook = name
+    plotting.set_style()
+    try:  # inline PNG figures when running inside IPython (papermill, nbval, Jupyter)
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        if shell is not None:
+            shell.run_line_magic("matplotlib", "inline")
+            shell.run_line_magic("config", "InlineBackend.figure_formats = ['png']")
+    except ImportError:
+        pass
+    return seed_everything(seed)
+
+
+def metrics_dir() -> Path:
+    """Folder where `record` writes JSON metrics (env TCMAX_METRICS_DIR or build/metrics)."""
+    env = os.environ.get("TCMAX_METRICS_DIR")
+    return Path(env) if env else repo_root() / "build" / "metrics"
+
+
+def _to_jsonable(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu()
+        return value.item() if value.numel() == 1 else value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, dict):
+        return {str(k): _to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_jsonable(v) for v in value]
+    return value
+
+
+def record(name: str, value: Any) -> Any:
+    """Store a named metric of the running notebook in build/metrics/<notebook>.json; return it."""
+    folder = metrics_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{STATE.notebook}.json"
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data[name] = _to_jsonable(value)
+    data["_fast"] = STATE.fast
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+    tmp.replace(path)
+    return value
+
+
+def load_metrics(notebook: str, folder: Path | None = None) -> dict:
+    """Read the metrics a notebook recorded (used by the tests)."""
+    path = (folder or metrics_dir()) / f"{notebook}.json"
+    if not path.exists():
+        raise FileNotFoundError(f"no metrics at {path}: did the notebook call tl.setup_notebook and tl.record?")
+    return json.loads(path.read_text())

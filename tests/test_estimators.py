@@ -1,0 +1,172 @@
+import itertools
+import math
+
+import pytest
+import torch
+
+from tcmax_lib import estimation as E
+from tcmax_lib import estimators as est
+from tcmax_lib import ground_truth as gt
+
+
+@pytest.mark.parametrize("scale", [1e4, -1e4])
+def test_bounds_finite_for_extreme_scores(scale):
+    s = torch.randn(16, 16, generator=torch.Generator().manual_seed(0)) * scale
+    for name, fn in est.BOUNDS.items():
+        assert torch.isfinite(fn(s)), name
+    s = s.clone().requires_grad_(True)
+    value = est.MINE()(s)
+    value.backward()
+    assert torch.isfinite(value) and torch.isfinite(s.grad).all()
+
+
+def test_naive_partition_overflows_where_logspace_does_not():
+    s = torch.full((8, 8), 100.0)
+    naive = torch.log(torch.exp(s).mean())
+    assert not torch.isfinite(naive)
+    assert est.logmeanexp_offdiag(s).item() == pytest.approx(100.0)
+
+
+def test_dv_matches_brute_force():
+    s = torch.randn(6, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    off = [s[i, j] for i in range(6) for j in range(6) if i != j]
+    brute = s.diagonal().mean() - torch.log(torch.stack(off).exp().mean())
+    assert est.dv_bound(s).item() == pytest.approx(brute.item(), abs=1e-12)
+    rows = [s[i, i] - torch.log(s[i].exp().mean()) for i in range(6)]
+    assert est.infonce_bound(s).item() == pytest.approx(torch.stack(rows).mean().item(), abs=1e-12)
+
+
+def _optimal(mi, k, n_batches, seed=0, dim=20):
+    gen = torch.Generator().manual_seed(seed)
+    rho = gt.rho_for_mi(mi, dim)
+    out = {"infonce": [], "nwj": [], "dv": []}
+    for _ in range(n_batches):
+        x, y = gt.sample_correlated_gaussian(k, dim, rho, generator=gen)
+        s = gt.gaussian_log_ratio(x.double(), y.double(), rho)
+        out["infonce"].append(est.infonce_bound(s))
+        out["nwj"].append(est.nwj_bound(s + 1.0))  # NWJ's optimal critic is 1 + log ratio
+        out["dv"].append(est.dv_bound(s))
+    return {k_: torch.stack(v) for k_, v in out.items()}
+
+
+def test_optimal_critic_bias_pattern():
+    # 400 batches of K=64 at 2 nats: SD ~0.25 (NWJ, DV), so the standard error is ~0.013
+    v = _optimal(2.0, 64, 400)
+    assert v["nwj"].mean().item() == pytest.approx(2.0, abs=0.06)  # unbiased
+    assert v["infonce"].max().item() <= math.log(64) + 1e-9 and v["infonce"].mean().item() < 1.95
+    # at 10 nats InfoNCE saturates just under log K and the minibatch DV is biased up (+1.3 nats)
+    v = _optimal(10.0, 64, 200, seed=1)
+    assert math.log(64) - 0.15 < v["infonce"].mean().item() <= math.log(64)
+    assert v["dv"].mean().item() > 10.5
+    # and the DV bias shrinks with more negatives
+    v_big = _optimal(10.0, 512, 20, seed=2)
+    assert abs(v_big["dv"].mean().item() - 10) < abs(v["dv"].mean().item() - 10)
+
+
+def test_optimal_critic_table_helper():
+    t = E.optimal_critic_table([2.0], [64], n_batches=200)
+    nwj = t[(t.bound == "nwj")]["mean"].item()
+    assert nwj == pytest.approx(2.0, abs=0.1)
+
+
+def test_mine_gradient_is_ema_corrected():
+    torch.manual_seed(0)
+    theta = torch.tensor(0.7, requires_grad=True)
+    base = torch.randn(5, 5)
+    mine = est.MINE(ema_rate=0.5)
+    mine.log_ema = torch.tensor(0.3)  # pretend history
+    s = theta * base
+    value = mine(s)
+    value.backward()
+    off = ~torch.eye(5, dtype=torch.bool)
+    t = (0.7 * base)[off]
+    batch_mean = t.exp().mean()
+    ema = 0.5 * math.exp(0.3) + 0.5 * batch_mean
+    expected = base.diagonal().mean() - (base[off] * t.exp()).mean() / ema
+    assert theta.grad.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert value.item() == pytest.approx(est.dv_bound(s.detach()).item(), rel=1e-6)
+
+
+def test_trained_estimators_on_independent_data_give_zero():
+    specs = E.make_estimators(["infonce", "mine"], critic="separable", dim=5, hidden=64)
+    E.train_estimators(specs, E.mi_staircase([0.0], 300), dim=5, lr=1e-3, progress=False)
+    ev = E.evaluate_estimators(specs, 0.0, dim=5, n_batches=50)
+    assert ev["mean"].abs().max() < 0.1
+
+
+def test_trained_estimators_on_two_nats():
+    # 1,000 steps on a 5-d, 2-nat Gaussian; tolerance 0.35 nats covers InfoNCE's small-K bias (~0.2 at K=64)
+    specs = E.make_estimators(["infonce", "mine", "smile"], critic="concat", dim=5, hidden=64)
+    E.train_estimators(specs, E.mi_staircase([2.0], 1000), dim=5, batch_size=64, lr=1e-3, progress=False)
+    ev = E.evaluate_estimators(specs, 2.0, dim=5, batch_size=64, n_batches=60).set_index("estimator")
+    for name in ("infonce", "mine", "smile"):
+        assert ev.loc[name, "mean"] == pytest.approx(2.0, abs=0.35), name
+
+
+def test_pairwise_tc_critic_matches_loop():
+    torch.manual_seed(0)
+    critic = est.PairwiseTCCritic([3, 4, 2], hidden=8, embed=5)
+    zs = [torch.randn(5, d) for d in (3, 4, 2)]
+    full = critic(zs)
+    outs = [net(z) for net, z in zip(critic.nets, zs)]
+    e = 5
+    for j in itertools.product(range(5), repeat=3):
+        val = sum(outs[a][j[a], -1] for a in range(3))
+        for a, b in itertools.combinations(range(3), 2):
+            sa, sb = critic._slot(a, b), critic._slot(b, a)
+            val = val + outs[a][j[a], sa * e:(sa + 1) * e] @ outs[b][j[b], sb * e:(sb + 1) * e]
+        assert full[j].item() == pytest.approx(val.item(), abs=1e-5)
+
+
+def test_distinct_mask_and_diagonal():
+    mask = est.distinct_index_mask(5, 3)
+    assert mask.sum().item() == 5 * 4 * 3
+    scores = torch.arange(125.0).view(5, 5, 5)
+    diag_expected = torch.stack([scores[i, i, i] for i in range(5)])
+    marg = scores[mask]
+    assert est.tcne_from_tensor(scores, mask).item() == pytest.approx(
+        (diag_expected.mean() - (torch.logsumexp(marg, 0) - math.log(marg.numel()))).item())
+
+
+def _optimal_tcne(k, r=0.5, dim=4, seed=0):
+    zs = gt.sample_gaussian_modalities(k, 3, dim, r, generator=torch.Generator().manual_seed(seed))
+    grids = torch.meshgrid(*[torch.arange(k)] * 3, indexing="ij")
+    tuples = [z.double()[g.flatten()] for z, g in zip(zs, grids)]
+    scores = gt.equicorrelated_log_ratio(tuples, r).view(k, k, k)
+    return est.tcne_from_tensor(scores).item()
+
+
+def test_tcne_optimal_critic_approaches_truth():
+    truth = gt.equicorrelated_tc(3, 0.5, 4)  # 1.386 nats
+    small = sum(_optimal_tcne(8, seed=s) for s in range(30)) / 30
+    large = sum(_optimal_tcne(48, seed=s) for s in range(10)) / 10
+    assert abs(large - truth) < abs(small - truth)
+    assert large == pytest.approx(truth, abs=0.15)
+
+
+def test_tcne_independent_is_zero():
+    zs = gt.sample_gaussian_modalities(48, 3, 4, 0.0, generator=torch.Generator().manual_seed(0))
+    critic = est.PairwiseTCCritic([4, 4, 4], hidden=32, embed=8)
+    h = E.train_tc_estimator(critic, [0.0] * 200, num_vars=3, dim=4, batch_size=48, lr=1e-3, progress=False)
+    assert abs(h["estimate"].tail(50).mean()) < 0.1
+    del zs
+
+
+def test_xor_tcne_sees_log2_pairwise_sees_nothing():
+    p = gt.xor_table()
+    gen = torch.Generator().manual_seed(0)
+    crit3, crit2 = est.TableCritic([2, 2, 2]), est.TableCritic([2, 2])
+    opt = torch.optim.Adam([*crit3.parameters(), *crit2.parameters()], lr=0.05)
+    mask3 = est.distinct_index_mask(64, 3)
+    vals3, vals2 = [], []
+    for _ in range(300):
+        x = gt.sample_table(p, 64, gen)
+        tc = est.tcne_from_tensor(crit3([x[:, 0], x[:, 1], x[:, 2]]), mask3)
+        mi = est.dv_bound(crit2([x[:, 0], x[:, 2]]))
+        opt.zero_grad()
+        (-(tc + mi)).backward()
+        opt.step()
+        vals3.append(tc.item())
+        vals2.append(mi.item())
+    assert sum(vals3[-100:]) / 100 == pytest.approx(math.log(2), abs=0.1)
+    assert abs(sum(vals2[-100:]) / 100) < 0.05

@@ -1,0 +1,112 @@
+"""TCMax loss: factorised and pairwise forms against a brute-force B^M x C computation written here."""
+
+import itertools
+import math
+
+import pytest
+import torch
+
+from tcmax_lib import losses
+from tcmax_lib.models import FiLMHead, GatedHead
+
+
+def brute_force(logits, labels):
+    """Direct transcription of the paper's formula with explicit loops over all index tuples."""
+    m = len(logits)
+    b, c = logits[0].shape
+    positive = sum(sum(lg[i, labels[i]] for lg in logits) for i in range(b)) / b
+    terms = []
+    for idx in itertools.product(range(b), repeat=m):
+        for cls in range(c):
+            terms.append(sum(logits[k][idx[k], cls] for k in range(m)))
+    return -positive + torch.logsumexp(torch.stack(terms), 0) - math.log(b ** m * c)
+
+
+@pytest.mark.parametrize("m,b,c", [(2, 5, 3), (3, 4, 3), (2, 7, 6)])
+def test_factorised_equals_brute_force_values_and_grads(m, b, c):
+    gen = torch.Generator().manual_seed(m * 100 + b)
+    logits = [torch.randn(b, c, dtype=torch.float64, generator=gen, requires_grad=True) for _ in range(m)]
+    labels = torch.randint(0, c, (b,), generator=gen)
+    fast = losses.tcmax_loss(logits, labels).loss
+    grads_fast = torch.autograd.grad(fast, logits)
+    slow = brute_force(logits, labels)
+    grads_slow = torch.autograd.grad(slow, logits)
+    # the factorised form computes in float32 internally: 1e-5 relative covers float32 rounding
+    assert fast.item() == pytest.approx(slow.item(), rel=1e-5, abs=1e-5)
+    for gf, gs in zip(grads_fast, grads_slow):
+        torch.testing.assert_close(gf, gs, rtol=1e-4, atol=1e-6)
+    mat = losses.tcmax_loss_materialized(logits, labels)
+    assert mat.item() == pytest.approx(slow.item(), rel=1e-5, abs=1e-5)
+
+
+def test_constant_term_and_cap():
+    b, c = 8, 4
+    zeros = [torch.zeros(b, c), torch.zeros(b, c)]
+    labels = torch.arange(b) % c
+    # constant logits: every tuple has the same score, so L = -0 + log(B^2 C) - log(B^2 C) = 0
+    assert losses.tcmax_loss(zeros, labels).loss.item() == pytest.approx(0.0, abs=1e-6)
+    # perfectly separated logits approach the cap -L -> log(B C)... only if every joint tuple is unique;
+    # in general -L <= log(B^(M-1) C)
+    big = [20 * torch.nn.functional.one_hot(torch.arange(b) % b, b).float()[:, :c] for _ in range(2)]
+    tc = losses.tcmax_loss(big, labels).tc_estimate.item()
+    assert tc <= losses.tc_estimate_cap(b, c) + 1e-6
+
+
+def test_finite_at_logit_scale_1e3_and_public_code_is_not():
+    gen = torch.Generator().manual_seed(0)
+    la = (torch.randn(16, 6, generator=gen) * 1e3).requires_grad_(True)
+    lv = (torch.randn(16, 6, generator=gen) * 1e3).requires_grad_(True)
+    y = torch.randint(0, 6, (16,), generator=gen)
+    out = losses.tcmax_loss([la, lv], y)
+    out.loss.backward()
+    assert torch.isfinite(out.loss) and torch.isfinite(la.grad).all() and torch.isfinite(lv.grad).all()
+    assert all(torch.isfinite(t) for t in out.marginal_terms)
+    assert not torch.isfinite(losses.tcmax_loss_public_code(la.detach(), lv.detach(), y))
+
+
+def test_public_code_equals_paper_plus_log_bc_when_stable():
+    gen = torch.Generator().manual_seed(3)
+    la, lv = torch.randn(6, 4, generator=gen), torch.randn(6, 4, generator=gen)
+    y = torch.randint(0, 4, (6,), generator=gen)
+    paper = losses.tcmax_loss([la, lv], y).loss.item()
+    assert losses.tcmax_loss_public_code(la, lv, y).item() == pytest.approx(paper + math.log(6 * 4), abs=1e-5)
+
+
+def test_marginal_terms_match_grid():
+    gen = torch.Generator().manual_seed(4)
+    la, lv = torch.randn(5, 3, generator=gen), torch.randn(5, 3, generator=gen)
+    y = torch.randint(0, 3, (5,), generator=gen)
+    out = losses.tcmax_loss([la, lv], y)
+    grid = la[:, None, :] + lv[None, :, :]
+    logp = grid - torch.logsumexp(grid.flatten(), 0)                     # softmax over the B x B x C grid
+    audio = -torch.logsumexp(logp[torch.arange(5), :, y], dim=1).mean() - math.log(5)
+    visual = -torch.logsumexp(logp[:, torch.arange(5), y], dim=0).mean() - math.log(5)
+    assert out.marginal_terms[0].item() == pytest.approx(audio.item(), abs=1e-5)
+    assert out.marginal_terms[1].item() == pytest.approx(visual.item(), abs=1e-5)
+
+
+@pytest.mark.parametrize("head_cls", [FiLMHead, GatedHead])
+@pytest.mark.parametrize("chunk", [1, 3, 64])
+def test_pairwise_equals_brute_force(head_cls, chunk):
+    torch.manual_seed(0)
+    b, c, d = 6, 4, 5
+    head = head_cls([d, d], c).double()
+    za = torch.randn(b, d, dtype=torch.float64, requires_grad=True)
+    zv = torch.randn(b, d, dtype=torch.float64, requires_grad=True)
+    y = torch.randint(0, c, (b,))
+    fast = losses.tcmax_loss_pairwise(head, [za, zv], y, chunk_size=chunk).loss
+    g_fast = torch.autograd.grad(fast, [za, zv, *head.parameters()])
+    pos = torch.stack([head(za[i:i + 1], zv[i:i + 1])[0, y[i]] for i in range(b)]).mean()
+    neg = torch.logsumexp(torch.stack([head(za[j:j + 1], zv[k:k + 1])[0] for j in range(b) for k in range(b)]).flatten(), 0)
+    slow = -pos + neg - math.log(b * b * c)
+    g_slow = torch.autograd.grad(slow, [za, zv, *head.parameters()])
+    assert fast.item() == pytest.approx(slow.item(), rel=1e-5)
+    for a, s in zip(g_fast, g_slow):
+        torch.testing.assert_close(a, s, rtol=1e-4, atol=1e-6)
+
+
+def test_shape_errors_are_explained():
+    with pytest.raises(ValueError, match="same \\[B, C\\]"):
+        losses.tcmax_loss([torch.zeros(4, 3), torch.zeros(5, 3)], torch.zeros(4, dtype=torch.long))
+    with pytest.raises(ValueError, match="labels must have shape"):
+        losses.tcmax_loss([torch.zeros(4, 3)], torch.zeros(5, dtype=torch.long))

@@ -1,0 +1,90 @@
+"""Papermill layer: every notebook runs in FAST mode; the metrics it records are asserted here.
+
+The nbval layer runs in the same pytest call (`make test` passes `notebooks --nbval-lax`).
+Tolerances are FAST-mode tolerances; each is justified next to its assertion.
+"""
+
+import math
+from pathlib import Path
+
+import pytest
+
+from tcmax_lib import series
+from tcmax_lib.runtime import load_metrics
+
+ROOT = Path(__file__).resolve().parent.parent
+METRICS = ROOT / "build" / "metrics" / "papermill"
+
+
+def check_00(m):
+    assert m["n_notebooks"] >= 5
+    assert m["gaussian_mi_rho05"] == pytest.approx(0.1438, abs=1e-4)
+
+
+def check_01(m):
+    log_k = math.log(64)
+    s = m["staircase_concat"]
+    # InfoNCE can never exceed log K = 4.159 on a batch (a property of the bound, any critic)
+    assert max(s["infonce"].values()) <= log_k + 1e-6
+    # even the short FAST schedule must climb: the 10-nat level sits > 2 nats above the 2-nat level
+    for est in ("mine", "smile"):
+        assert s[est]["10.0"] > s[est]["2.0"] + 2.0, est
+    # optimal-critic table (no training, 200 batches): NWJ unbiased (SE ~0.02 at 2 nats), DV biased up at 10
+    opt = m["optimal_critic"]
+    assert opt["nwj"]["2.0"] == pytest.approx(2.0, abs=0.1)
+    assert 3.9 < opt["infonce"]["10.0"] <= log_k
+    assert opt["dv"]["10.0"] > 10.3
+    # EMA-corrected MINE is no worse than biased DV on average over seeds (final-window bias)
+    assert m["ema_abs_bias"] <= m["biased_abs_bias"] + 0.3
+    # finite-data over-fitting: the train estimate exceeds the held-out one
+    assert m["overfit_train"] > m["overfit_test"]
+    assert m["naive_overflow_is_inf"] and m["logspace_is_finite"]
+
+
+def check_02(m):
+    assert m["xor_tc_exact"] == pytest.approx(math.log(2), abs=1e-9)
+    assert m["xor_tcne"] == pytest.approx(math.log(2), abs=0.12)  # 100-step window of a 64-sample DV estimate
+    assert abs(m["xor_pairwise_dv"]) < 0.08
+    assert m["decomposition_gap"] < 1e-9
+    s = m["tc_staircase"]
+    # FAST: 300 steps a level; low levels are within 0.6 nats, and the estimate increases with the truth
+    assert s["2.0"] == pytest.approx(2.0, abs=0.6)
+    assert s["10.0"] > s["6.0"] > s["2.0"]
+    assert m["logit_critic_equals_tcmax"] < 1e-4
+
+
+def check_03(m):
+    bayes = m["bayes"]
+    # joint training with a linear head cannot represent the XOR interaction: b2 accuracy ~ chance
+    assert m["concat_joint"]["acc_interaction_b2"] < 0.6
+    # a non-linear fusion head learns it under joint training, unimodal training cannot (0.5 = chance)
+    assert m["mlp_joint"]["acc_interaction_b2"] > 0.85
+    assert m["mlp_unimodal"]["acc_interaction_b2"] < 0.6
+    # competition: the visual head of the joint model is worse than the unimodally trained one
+    assert m["concat_joint"]["acc_visual_head"] < m["concat_unimodal"]["acc_visual_head"] - 0.02
+    assert m["mlp_joint"]["acc"] <= bayes["both"] + 0.02
+
+
+def check_04(m):
+    assert m["factorised_vs_brute"] < 1e-4
+    assert m["public_code_finite_at_100"] is False and m["factorised_finite_at_1e3"] is True
+    res = m["toy_results"]
+    # TCMax keeps the weak modality's head close to unimodal training, better than joint (FAST: 2 seeds)
+    assert res["concat"]["tcmax"]["acc_visual_head"] > res["concat"]["joint"]["acc_visual_head"]
+    # with the MLP head TCMax (pairwise form) still learns the interaction
+    assert res["mlp"]["tcmax"]["acc_interaction_b2"] > 0.8
+
+
+CHECKS = {"00": check_00, "01": check_01, "02": check_02, "03": check_03, "04": check_04}
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize("nb", series.notebooks(), ids=lambda p: p.stem)
+def test_notebook_fast(nb, monkeypatch):
+    monkeypatch.setenv("TCMAX_METRICS_DIR", str(METRICS))
+    monkeypatch.setenv("TCMAX_FIGURES_DIR", str(ROOT / "build" / "figures" / "papermill"))
+    (METRICS / f"{nb.stem}.json").unlink(missing_ok=True)
+    series.execute(nb, ROOT / "build" / "executed", fast=True, timeout=900)
+    metrics = load_metrics(nb.stem, METRICS)
+    assert metrics["_fast"] is True
+    CHECKS[nb.stem[:2]](metrics)

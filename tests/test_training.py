@@ -1,0 +1,118 @@
+import math
+
+import pytest
+import torch
+
+from tcmax_lib import diagnostics, methods, models
+from tcmax_lib.data.toy import ToyConfig, bayes_accuracy, bayes_posterior, sample_toy
+from tcmax_lib.train import TrainConfig, fit
+
+
+@pytest.mark.parametrize("head", ["concat", "sum", "shared"])
+def test_linear_heads_modality_logits_sum_to_fused(head):
+    torch.manual_seed(0)
+    model = models.make_model([models.MLPEncoder(5, 8, 6), models.MLPEncoder(7, 8, 6)], head, 4)
+    out = model(torch.randn(3, 5), torch.randn(3, 7))
+    torch.testing.assert_close(sum(out.modality_logits), out.logits)
+
+
+@pytest.mark.parametrize("head", ["film", "gated", "mlp"])
+def test_nonlinear_heads_zero_the_other_modality(head):
+    torch.manual_seed(0)
+    model = models.make_model([models.MLPEncoder(5, 8, 6), models.MLPEncoder(7, 8, 6)], head, 4)
+    out = model(torch.randn(3, 5), torch.randn(3, 7))
+    torch.testing.assert_close(out.modality_logits[0], model.head(out.feats[0], torch.zeros_like(out.feats[1])))
+
+
+def test_small_cnn_shapes():
+    assert models.SmallCNN(1, 8, 16)(torch.randn(2, 1, 28, 28)).shape == (2, 16)
+
+
+def test_ogm_ge_coefficient_and_window():
+    torch.manual_seed(0)
+    model = models.make_model([models.MLPEncoder(2, 4, 3), models.MLPEncoder(2, 4, 3)], "concat", 2)
+    x = torch.randn(8, 2)
+    y = torch.zeros(8, dtype=torch.long)
+    with torch.no_grad():  # make modality 0 confident and right, modality 1 uninformative
+        model.head.fc.weight.zero_()
+        model.head.fc.bias.zero_()
+        model.head.fc.weight[0, :3] = 5.0
+    out = model(x.abs() + 1, x)
+    m = methods.OGMGE(alpha=0.8, noise=False, start=0, end=0)
+    loss, _ = m.loss(model, out, y)
+    loss.backward()
+    before = [p.grad.clone() for p in model.encoders[0].parameters()]
+    logs = m.after_backward(model, out, y, epoch=0)
+    ratio = diagnostics.ogm_ratio(out.modality_logits, y)
+    assert logs["ogm_ratio"] == pytest.approx(ratio) and ratio > 1
+    assert logs["coeff_0"] == pytest.approx(1 - math.tanh(0.8 * ratio)) and logs["coeff_1"] == 1.0
+    for p, g in zip(model.encoders[0].parameters(), before):
+        expected = g * logs["coeff_0"] if g.ndim >= 2 else g
+        torch.testing.assert_close(p.grad, expected)
+    # outside the window nothing is touched
+    g_now = [p.grad.clone() for p in model.encoders[0].parameters()]
+    m.after_backward(model, out, y, epoch=5)
+    for p, g in zip(model.encoders[0].parameters(), g_now):
+        torch.testing.assert_close(p.grad, g)
+
+
+def test_fit_restores_best_validation_weights():
+    cfg = ToyConfig(interaction=False, n_noise=2)
+    gen = torch.Generator().manual_seed(0)
+    train = sample_toy(512, cfg, gen)[:3]
+    val = sample_toy(256, cfg, gen)[:3]
+    torch.manual_seed(0)
+    model = models.make_model([models.MLPEncoder(cfg.dims[0], 16, 8), models.MLPEncoder(cfg.dims[1], 16, 8)],
+                              "concat", 2)
+    snapshots = {}
+
+    def snap(epoch, m):
+        snapshots[epoch] = {k: v.detach().clone() for k, v in m.state_dict().items()}
+        return {}
+
+    method = methods.Joint()
+    model, hist = fit(model, method, train, val,
+                      TrainConfig(epochs=6, batch_size=64, lr=0.05, optimizer="sgd", progress=False), snap)
+    best = int(hist["best_epoch"].iloc[0])
+    assert best == int(hist["val_acc"].idxmax())
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, snapshots[best][k])
+    if best != len(hist) - 1:  # the restored weights are not the last epoch's
+        assert any(not torch.equal(model.state_dict()[k], snapshots[len(hist) - 1][k]) for k in snapshots[best])
+
+
+def test_toy_bayes_closed_forms_agree_with_monte_carlo():
+    cfg = ToyConfig()
+    acc = bayes_accuracy(cfg, n_mc=200_000)
+    # 2e5 samples: binomial SE <= 0.0011, tolerance ~4 SE
+    assert acc["audio"] == pytest.approx(acc["audio_closed_form"], abs=0.005)
+    assert acc["visual"] == pytest.approx(acc["visual_closed_form"], abs=0.005)
+    assert acc["both"] > max(acc["audio"], acc["visual"]) + 0.4
+
+
+def test_toy_posterior_is_normalised_and_interaction_hidden_from_one_modality():
+    cfg = ToyConfig()
+    xa, xv, y, b1, b2 = sample_toy(20_000, cfg, torch.Generator().manual_seed(1))
+    for use in ("audio", "visual", "both"):
+        p = bayes_posterior(xa, xv, cfg, use)
+        torch.testing.assert_close(p.sum(1), torch.ones(len(y), dtype=p.dtype))
+    # b2 is independent of each modality alone: the correlation of b2 with any single coordinate is ~0
+    for x in (xa, xv):
+        corr = torch.corrcoef(torch.cat([x.T, b2[None].float()]))[-1, :-1]
+        assert corr.abs().max() < 0.03
+
+
+def test_shapley_sums_to_gain_over_chance():
+    torch.manual_seed(0)
+    model = models.make_model([models.MLPEncoder(3, 8, 4), models.MLPEncoder(3, 8, 4)], "concat", 3)
+    xs = [torch.randn(50, 3), torch.randn(50, 3)]
+    y = torch.randint(0, 3, (50,))
+    phi = diagnostics.shapley_contributions(model, xs, y)
+    with torch.no_grad():
+        full = float((model(*xs).logits.argmax(1) == y).float().mean())
+    assert sum(phi) == pytest.approx(full - 1 / 3, abs=1e-6)
+
+
+def test_confusion_matrix_counts():
+    cm = diagnostics.confusion_matrix(torch.tensor([0, 1, 1, 2]), torch.tensor([0, 1, 2, 2]), 3)
+    assert cm.tolist() == [[1, 0, 0], [0, 1, 0], [0, 1, 1]]
