@@ -152,3 +152,32 @@ def summarize_runs(df: pd.DataFrame, by: str = "method", cols: Sequence[str] = (
     out = pd.DataFrame({c: g[c].mean().map("{:.3f}".format) + " ± " + g[c].std(ddof=0).map("{:.3f}".format)
                         for c in cols})
     return out
+
+
+@torch.no_grad()
+def _predict(model: MultimodalClassifier, method, xs: Sequence[torch.Tensor], batch_size: int = 1024):
+    model.eval()
+    preds, heads = [], []
+    for start in range(0, xs[0].shape[0], batch_size):
+        out = model(*(x[start:start + batch_size] for x in xs))
+        preds.append(method.predict_logits(out).argmax(1))
+        heads.append(torch.stack([lg.argmax(1) for lg in out.modality_logits]))
+    return torch.cat(preds), torch.cat(heads, dim=1)
+
+
+def report(model: MultimodalClassifier, method, train: Sequence[torch.Tensor], test: Sequence[torch.Tensor],
+           num_classes: int, names: Sequence[str] = ("audio", "visual")) -> dict:
+    """Test metrics of a trained model: fused and per-head accuracy, linear probes, Shapley values."""
+    device = next(model.parameters()).device
+    *xtr, ytr = [t.to(device) for t in train]
+    *xte, yte = [t.to(device) for t in test]
+    pred, heads = _predict(model, method, xte)
+    out = {"acc": float((pred == yte).float().mean()), "pred": pred}
+    for m, name in enumerate(names):
+        out[f"acc_{name}_head"] = float((heads[m] == yte).float().mean())
+    ftr, fte = encode(model, xtr), encode(model, xte)
+    for name, a, b in zip(names, ftr, fte):
+        out[f"probe_{name}"] = linear_probe(a, ytr, b, yte, num_classes)
+    for name, phi in zip(names, shapley_contributions(model, xte, yte)):
+        out[f"shapley_{name}"] = phi
+    return out

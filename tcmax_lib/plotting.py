@@ -78,3 +78,24 @@ def mean_std_band(ax: plt.Axes, x: np.ndarray, runs: np.ndarray, label: str, col
     mean, std = runs.mean(0), runs.std(0)
     line, = ax.plot(x, mean, label=label, color=color)
     ax.fill_between(x, mean - std, mean + std, alpha=0.2, color=line.get_color())
+
+
+def information_venn(ax: plt.Axes, count, title: str = "", names: Sequence[str] = ("a", "v", "y")) -> None:
+    """Three entropy circles; region (in_a, in_v, in_y) is hatched `count(in_a, in_v, in_y)` times (0, 1, 2)."""
+    from matplotlib.patches import Circle
+
+    centres = [(-0.5, 0.35), (0.5, 0.35), (0.0, -0.45)]
+    colors = ["salmon", "slateblue", "seagreen"]
+    xs, ys = np.meshgrid(np.linspace(-1.5, 1.5, 400), np.linspace(-1.4, 1.3, 400))
+    inside = [(xs - cx) ** 2 + (ys - cy) ** 2 < 0.75 ** 2 for cx, cy in centres]
+    counts = np.vectorize(count)(*inside).astype(float)
+    with plt.rc_context({"hatch.color": "darkorange", "hatch.linewidth": 1.0}):
+        ax.contourf(xs, ys, counts, levels=[0.5, 1.5, 2.5], hatches=["////", "xxxx"], colors="none")
+    for (cx, cy), col, name in zip(centres, colors, names):
+        ax.add_patch(Circle((cx, cy), 0.75, facecolor=col, alpha=0.22, edgecolor=col, lw=1.5))
+        ax.text(cx * 1.75, cy * 1.75 + (0.05 if cy > 0 else -0.05), f"H({name})", ha="center", va="center", fontsize=9)
+    ax.set_title(title, fontsize=9)
+    ax.set_xlim(-1.5, 1.5)
+    ax.set_ylim(-1.4, 1.3)
+    ax.set_aspect("equal")
+    ax.axis("off")

@@ -8,7 +8,7 @@ import pandas as pd
 import torch
 
 from .data.toy import ToyConfig, make_toy_splits
-from .diagnostics import encode, linear_probe, shapley_contributions
+from .diagnostics import encode, linear_probe, report
 from .methods import make_method
 from .models import MLPEncoder, make_model
 from .train import TrainConfig, fit
@@ -40,29 +40,17 @@ def run_toy(method: str, cfg: ToyConfig | None = None, head: str = "concat", epo
     tc = train_cfg or TrainConfig(epochs=epochs, batch_size=64, lr=1e-3, seed=seed, device=device, progress=progress)
     meth = make_method(method, **(method_kw or {}))
     model, hist = fit(model, meth, train[:3], val[:3], tc)
+    metrics = report(model, meth, train[:3], test[:3], cfg.num_classes)
+    pred = metrics.pop("pred")
     xa, xv, y, b1, b2 = (t.to(tc.device) for t in test)
-    with torch.no_grad():
-        model.eval()
-        out = model(xa, xv)
-        pred = meth.predict_logits(out).argmax(1)
     ftr = encode(model, [t.to(tc.device) for t in train[:2]])
     fte = encode(model, [xa, xv])
-    ytr = train[2].to(tc.device)
-    probes = [linear_probe(a, ytr, b, y, cfg.num_classes) for a, b in zip(ftr, fte)]
     probes_b1 = [linear_probe(a, train[3].to(tc.device), b, b1, 2) for a, b in zip(ftr, fte)]
-    metrics = {
-        "acc": float((pred == y).float().mean()),
-        "acc_audio_head": float((out.modality_logits[0].argmax(1) == y).float().mean()),
-        "acc_visual_head": float((out.modality_logits[1].argmax(1) == y).float().mean()),
-        "probe_audio": probes[0], "probe_visual": probes[1],
-        "probe_b1_audio": probes_b1[0], "probe_b1_visual": probes_b1[1],
-        "acc_shared_b1": float(((pred // 2 if cfg.interaction else pred) == b1).float().mean()),
-        "best_epoch": int(hist["best_epoch"].iloc[0]),
-    }
+    metrics.update({"probe_b1_audio": probes_b1[0], "probe_b1_visual": probes_b1[1],
+                    "acc_shared_b1": float(((pred // 2 if cfg.interaction else pred) == b1).float().mean()),
+                    "best_epoch": int(hist["best_epoch"].iloc[0])})
     if cfg.interaction:
         metrics["acc_interaction_b2"] = float(((pred % 2) == b2).float().mean())
-    shap = shapley_contributions(model, [xa, xv], y)
-    metrics["shapley_audio"], metrics["shapley_visual"] = shap
     return ToyRun(model=model, history=hist, metrics=metrics)
 
 

@@ -47,22 +47,30 @@ def to_device(split: Split, device: torch.device | str) -> list[torch.Tensor]:
 
 @torch.no_grad()
 def evaluate(model: MultimodalClassifier, method: Method, split: Split, batch_size: int = 1024,
-             bf16: bool = False) -> dict:
-    """Fused and per-modality accuracy and mean loss of `method` on a split."""
+             bf16: bool = False, loss_batch: int = 64, loss_samples: int = 1024) -> dict:
+    """Fused and per-modality accuracy on a split, and the method's mean loss.
+
+    The loss is averaged over batches of `loss_batch` samples (the training batch size: batch-level
+    losses such as TCMax depend on it) drawn from the first `loss_samples` samples.
+    """
     model.eval()
     *xs, y = split
     n = y.shape[0]
-    correct, correct_m, loss_sum = 0, None, 0.0
+    correct, correct_m = 0, None
     for start in range(0, n, batch_size):
         sl = slice(start, start + batch_size)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
             out = model(*(x[sl] for x in xs))
-            loss, _ = method.loss(model, out, y[sl])
         correct += (method.predict_logits(out).argmax(1) == y[sl]).sum()
         cm = torch.stack([(lg.argmax(1) == y[sl]).sum() for lg in out.modality_logits])
         correct_m = cm if correct_m is None else correct_m + cm
-        loss_sum += loss.float() * y[sl].shape[0]
-    res = {"acc": float(correct) / n, "loss": float(loss_sum) / n}
+    losses = []
+    for start in range(0, min(n, loss_samples) - loss_batch + 1, loss_batch):
+        sl = slice(start, start + loss_batch)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
+            losses.append(method.loss(model, model(*(x[sl] for x in xs)), y[sl])[0].float())
+    loss = float(torch.stack(losses).mean()) if losses else float("nan")
+    res = {"acc": float(correct) / n, "loss": loss}
     res.update({f"acc_{m}": float(c) / n for m, c in enumerate(correct_m)})
     return res
 
@@ -121,8 +129,9 @@ def fit(model: MultimodalClassifier, method: Method, train: Split, val: Split, c
             sched.step()
         row = {"epoch": epoch, "seconds": time.perf_counter() - t0}
         row.update({k: float(v) / max(steps, 1) for k, v in sums.items()})
-        row.update({f"train_{k}": v for k, v in evaluate(model, method, train, bf16=bf16).items()})
-        row.update({f"val_{k}": v for k, v in evaluate(model, method, val, bf16=bf16).items()})
+        for name, split in (("train", train), ("val", val)):
+            res = evaluate(model, method, split, bf16=bf16, loss_batch=cfg.batch_size)
+            row.update({f"{name}_{k}": v for k, v in res.items()})
         if on_epoch_end is not None:
             row.update(on_epoch_end(epoch, model))
         if row["val_acc"] > best_acc:

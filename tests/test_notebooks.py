@@ -47,22 +47,25 @@ def check_02(m):
     assert abs(m["xor_pairwise_dv"]) < 0.08
     assert m["decomposition_gap"] < 1e-9
     s = m["tc_staircase"]
-    # FAST: 300 steps a level; low levels are within 0.6 nats, and the estimate increases with the truth
-    assert s["2.0"] == pytest.approx(2.0, abs=0.6)
-    assert s["10.0"] > s["6.0"] > s["2.0"]
+    # FAST: 300 steps a level from a random critic; the estimate must rise with the truth and clearly
+    # exceed what Bai et al. report at TC 10 for their best lower-bound estimator only in FULL mode
+    assert s["10.0"] > s["6.0"] > s["2.0"] > 0.3
+    assert s["10.0"] > 4.0
     assert m["logit_critic_equals_tcmax"] < 1e-4
 
 
 def check_03(m):
     bayes = m["bayes"]
     # joint training with a linear head cannot represent the XOR interaction: b2 accuracy ~ chance
-    assert m["concat_joint"]["acc_interaction_b2"] < 0.6
+    assert m["concat_joint_interaction"]["acc_interaction_b2"] < 0.6
     # a non-linear fusion head learns it under joint training, unimodal training cannot (0.5 = chance)
     assert m["mlp_joint"]["acc_interaction_b2"] > 0.85
     assert m["mlp_unimodal"]["acc_interaction_b2"] < 0.6
     # competition: the visual head of the joint model is worse than the unimodally trained one
     assert m["concat_joint"]["acc_visual_head"] < m["concat_unimodal"]["acc_visual_head"] - 0.02
-    assert m["mlp_joint"]["acc"] <= bayes["both"] + 0.02
+    # 2,000 training samples, 15 epochs: within 0.03 of the Bayes accuracy, never meaningfully above it
+    assert bayes["both"] - 0.03 < m["mlp_joint"]["acc"] <= bayes["both"] + 0.01
+    assert m["concat_unimodal"]["acc_visual_head"] == pytest.approx(m["bayes_shared"]["visual"], abs=0.03)
 
 
 def check_04(m):

@@ -21,10 +21,10 @@ import torch
 class ToyConfig:
     """Signal strengths (in noise standard deviations) and sizes of the toy problem."""
 
-    audio_margin: float = 2.5          # b1 in audio: Bayes accuracy Phi(m_a)
-    visual_margin: float = 2.0         # b1 in visual via XOR: accuracy p^2 + (1-p)^2, p = Phi(m_v)
+    audio_margin: float = 2.0          # b1 in audio: Bayes accuracy Phi(m_a) = 0.977
+    visual_margin: float = 1.5         # b1 in visual via XOR: p^2 + (1-p)^2 = 0.875, p = Phi(m_v)
     interaction_margin: float = 2.5    # c_a, c_v signals; b2 = c_a xor c_v
-    n_noise: int = 6
+    n_noise: int = 12
     interaction: bool = True           # False: 2 classes (b1 only)
 
     @property

@@ -1,0 +1,261 @@
+"""AV digits: spoken digits (Free Spoken Digit Dataset v1.0.10) paired with MNIST digits by label.
+
+The pairing is by *label*, not by event: a recording of "three" and an image of a 3 share only
+their class (the AV-MNIST construction of Vielzeuf et al. 2018 / MultiBench). Splits follow the
+sources: FSDD recordings with index 0-4 are test, MNIST's own train/test pools are kept apart.
+
+Audio features are log-mel spectrograms computed with torch only and cached once in a file whose
+name encodes every preprocessing parameter; a stale or truncated cache is rebuilt, never used.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import shutil
+import math
+import wave
+from dataclasses import asdict, dataclass
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+from .download import ChecksumError, data_dir, fetch, read_sha256sums, safe_extract_tar, sha256_file
+
+FSDD_URL = "https://github.com/Jakobovski/free-spoken-digit-dataset/archive/refs/tags/v1.0.10.tar.gz"
+FSDD_ARCHIVE = "free-spoken-digit-dataset-1.0.10.tar.gz"
+FSDD_PREFIX = "free-spoken-digit-dataset-1.0.10/"
+MNIST_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/"
+MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+SAMPLE_RATE = 8000
+
+
+def _manifest(name: str) -> dict[str, str]:
+    with resources.as_file(resources.files("tcmax_lib.data") / "manifests" / name) as path:
+        return read_sha256sums(path)
+
+
+# ----------------------------------------------------------------------------- FSDD
+def fsdd_recordings(cache_dir: Path | None = None) -> Path:
+    """Folder with the 3,000 verified FSDD recordings (download + extract on first use)."""
+    root = (Path(cache_dir) if cache_dir else data_dir()) / "fsdd"
+    manifest = _manifest("fsdd_v1.0.10.sha256")
+    folder = root / "recordings"
+    missing = [n for n in manifest if not (root / n).exists()]
+    if missing:
+        archive = fetch(FSDD_URL, sha256=None, dataset="fsdd", filename=FSDD_ARCHIVE, cache_dir=cache_dir)
+        members = [FSDD_PREFIX + n for n in missing]
+        extracted = safe_extract_tar(archive, root / "_extract", members=members)
+        for path in extracted:
+            rel = path.relative_to(root / "_extract" / FSDD_PREFIX.rstrip("/")).as_posix()
+            target = root / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            path.replace(target)
+        shutil.rmtree(root / "_extract", ignore_errors=True)
+        still = [n for n in manifest if not (root / n).exists()]
+        if still:
+            raise ChecksumError(f"{archive.name} lacks {len(still)} recordings, e.g. {still[0]}: the archive is "
+                                "incomplete or not v1.0.10. Delete it and run again (or fix TCMAX_DATA_MIRROR).")
+    return folder
+
+
+def verify_recordings(folder: Path) -> None:
+    """Check every recording against the committed SHA-256 manifest; a bad one is deleted and named."""
+    manifest = _manifest("fsdd_v1.0.10.sha256")
+    root = folder.parent
+    for name, digest in manifest.items():
+        path = root / name
+        if not path.exists():
+            raise FileNotFoundError(f"{path} is missing. Delete {root} and run again to re-extract the archive.")
+        if sha256_file(path) != digest:
+            path.unlink()
+            raise ChecksumError(f"{name}: SHA-256 mismatch (expected {digest}); the file was deleted. "
+                                "Run again to re-extract it from the verified archive.")
+
+
+def read_wav(path: Path) -> torch.Tensor:
+    """Read a mono 16-bit 8 kHz wav as float32 in [-1, 1]; anything else is an error naming the file."""
+    with wave.open(str(path)) as w:
+        if w.getframerate() != SAMPLE_RATE or w.getnchannels() != 1 or w.getsampwidth() != 2:
+            raise ValueError(f"{path.name}: expected mono 16-bit {SAMPLE_RATE} Hz, got {w.getnchannels()} channel(s), "
+                             f"{8 * w.getsampwidth()}-bit, {w.getframerate()} Hz. Use the FSDD v1.0.10 recordings "
+                             "or resample to 8 kHz first.")
+        raw = w.readframes(w.getnframes())
+    return torch.frombuffer(bytearray(raw), dtype=torch.int16).float() / 32768.0
+
+
+@dataclass(frozen=True)
+class AudioFeatures:
+    """Log-mel preprocessing; every field is part of the cache file name."""
+
+    n_fft: int = 256          # 32 ms window at 8 kHz
+    hop: int = 80             # 10 ms
+    n_mels: int = 40
+    seconds: float = 1.0      # fixed length: first `seconds` of each recording, zero-padded
+    snr_db: float | None = None  # add white noise at this SNR (difficulty knob), seeded by recording
+    version: int = 1
+
+    def key(self) -> str:
+        text = json.dumps(asdict(self), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def mel_filterbank(n_fft: int, n_mels: int, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
+    """Triangular HTK-mel filterbank [n_mels, n_fft // 2 + 1]."""
+    def hz_to_mel(f): return 2595.0 * math.log10(1.0 + f / 700.0)
+    mels = torch.linspace(hz_to_mel(0.0), hz_to_mel(sample_rate / 2), n_mels + 2)
+    hz = 700.0 * (10 ** (mels / 2595.0) - 1.0)                              # [n_mels + 2]
+    freqs = torch.linspace(0, sample_rate / 2, n_fft // 2 + 1)               # [F]
+    lo, mid, hi = hz[:-2, None], hz[1:-1, None], hz[2:, None]                # [n_mels, 1]
+    up = (freqs[None] - lo) / (mid - lo)
+    down = (hi - freqs[None]) / (hi - mid)
+    return torch.clamp(torch.minimum(up, down), min=0.0)                    # [n_mels, F]
+
+
+def log_mel(waves: torch.Tensor, cfg: AudioFeatures) -> torch.Tensor:
+    """Log-mel spectrogram of fixed-length waves [N, T] -> [N, n_mels, frames]."""
+    window = torch.hann_window(cfg.n_fft, device=waves.device)
+    spec = torch.stft(waves, cfg.n_fft, cfg.hop, window=window, center=True, return_complex=True)  # [N, F, frames]
+    power = spec.abs() ** 2
+    fb = mel_filterbank(cfg.n_fft, cfg.n_mels).to(waves.device)
+    return torch.log(torch.einsum("mf,nft->nmt", fb, power) + 1e-6)       # [N, n_mels, frames]
+
+
+def _fixed_length(wave_: torch.Tensor, n: int) -> torch.Tensor:
+    out = torch.zeros(n)
+    out[:min(n, wave_.numel())] = wave_[:n]
+    return out
+
+
+def audio_features(cfg: AudioFeatures = AudioFeatures(), cache_dir: Path | None = None) -> dict:
+    """Log-mel features of all 3,000 recordings (fp16), cached; keys: x, digit, speaker, index, names."""
+    root = (Path(cache_dir) if cache_dir else data_dir()) / "fsdd"
+    path = root / f"features_{cfg.key()}.pt"
+    if path.exists():
+        try:
+            cached = torch.load(path, weights_only=True)
+            if cached.get("config") == asdict(cfg) and cached["x"].shape[0] == 3000:
+                return cached
+        except Exception:  # truncated or foreign file: rebuild below  # noqa: BLE001
+            pass
+        print(f"{path.name}: stale or damaged feature cache, rebuilding")
+        path.unlink()
+    folder = fsdd_recordings(cache_dir)
+    verify_recordings(folder)
+    names = sorted(p.name for p in folder.glob("*.wav"))
+    n = int(cfg.seconds * SAMPLE_RATE)
+    waves = torch.stack([_fixed_length(read_wav(folder / name), n) for name in names])  # [3000, T]
+    if cfg.snr_db is not None:
+        gen = torch.Generator().manual_seed(0)
+        power = waves.pow(2).mean(1, keepdim=True).clamp_min(1e-10)
+        waves = waves + torch.randn(waves.shape, generator=gen) * torch.sqrt(power / 10 ** (cfg.snr_db / 10))
+    parts = [name[:-4].split("_") for name in names]
+    data = {"x": log_mel(waves, cfg).half(), "digit": torch.tensor([int(p[0]) for p in parts]),
+            "speaker": [p[1] for p in parts], "index": torch.tensor([int(p[2]) for p in parts]),
+            "names": names, "config": asdict(cfg)}
+    tmp = path.with_suffix(".tmp")
+    torch.save(data, tmp)
+    tmp.replace(path)
+    return data
+
+
+# ----------------------------------------------------------------------------- MNIST
+def _parse_idx(raw: bytes) -> torch.Tensor:
+    dims = raw[3]
+    shape = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims)]
+    return torch.frombuffer(bytearray(raw[4 + 4 * dims:]), dtype=torch.uint8).view(*shape)
+
+
+def mnist(cache_dir: Path | None = None) -> dict[str, torch.Tensor]:
+    """MNIST as uint8 tensors {train_x [60000, 28, 28], train_y, test_x, test_y}, verified on the raw bytes."""
+    manifest = _manifest("mnist_uncompressed.sha256")
+    out = {}
+    for name in MNIST_FILES:
+        gz = fetch(MNIST_URL + name + ".gz", sha256=None, dataset="mnist", filename=name + ".gz", cache_dir=cache_dir)
+        try:
+            raw = gzip.decompress(gz.read_bytes())
+        except (OSError, EOFError) as exc:
+            gz.unlink()
+            raise ChecksumError(f"{gz.name} is not a valid gzip file ({exc}); it was deleted. Run again.") from exc
+        if hashlib.sha256(raw).hexdigest() != manifest[name]:
+            gz.unlink()
+            raise ChecksumError(f"{name}: decompressed SHA-256 mismatch (expected {manifest[name]}); "
+                                f"{gz.name} was deleted. Run again, or check TCMAX_DATA_MIRROR.")
+        split = "train" if name.startswith("train") else "test"
+        out[f"{split}_{'x' if 'images' in name else 'y'}"] = _parse_idx(raw)
+    return out
+
+
+# ----------------------------------------------------------------------------- pairing
+@dataclass(frozen=True)
+class AVDigitsConfig:
+    """Pairing and difficulty knobs (image noise / occlusion applied once, seeded)."""
+
+    audio: AudioFeatures = AudioFeatures()
+    image_noise: float = 0.0       # std of Gaussian pixel noise (pixels in [0, 1])
+    occlusion: float = 0.0         # side of a random occluding square, as a fraction of 28 px
+    val_fraction: float = 0.1
+    seed: int = 0
+
+
+def _pair_images(digits: torch.Tensor, pool_x: torch.Tensor, pool_y: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """For each digit label pick a distinct image of that digit from the pool (seeded)."""
+    out = torch.empty(len(digits), *pool_x.shape[1:], dtype=pool_x.dtype)
+    for d in range(10):
+        where = (digits == d).nonzero().squeeze(1)
+        pool = (pool_y == d).nonzero().squeeze(1)
+        pick = pool[torch.randperm(len(pool), generator=gen)[: len(where)]]
+        out[where] = pool_x[pick]
+    return out
+
+
+def _degrade(img: torch.Tensor, cfg: AVDigitsConfig, gen: torch.Generator) -> torch.Tensor:
+    x = img.float() / 255.0                                                  # [N, 28, 28]
+    if cfg.occlusion > 0:
+        s = int(round(cfg.occlusion * 28))
+        r = torch.randint(0, 28 - s + 1, (len(x), 2), generator=gen)
+        for i, (a, b) in enumerate(r.tolist()):
+            x[i, a:a + s, b:b + s] = 0.0
+    if cfg.image_noise > 0:
+        x = x + cfg.image_noise * torch.randn(x.shape, generator=gen)
+    return x
+
+
+def make_avdigits(cfg: AVDigitsConfig = AVDigitsConfig(), cache_dir: Path | None = None) -> dict:
+    """Train/val/test splits {split: (audio [N,1,M,T] fp32, image [N,1,28,28] fp32, y [N])} plus metadata."""
+    feats = audio_features(cfg.audio, cache_dir)
+    mn = mnist(cache_dir)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    is_test = feats["index"] < 5
+    splits = {}
+    audio = feats["x"].float()
+    mean, std = audio[~is_test].mean(), audio[~is_test].std()
+    audio = ((audio - mean) / std)[:, None]                                  # [3000, 1, n_mels, frames]
+    for split, mask, pool in (("train", ~is_test, "train"), ("test", is_test, "test")):
+        idx = mask.nonzero().squeeze(1)
+        y = feats["digit"][idx]
+        img = _degrade(_pair_images(y, mn[f"{pool}_x"], mn[f"{pool}_y"], gen), cfg, gen)[:, None]
+        splits[split] = (audio[idx], img, y)
+    # validation carved from train, stratified by digit and seeded
+    a, i, y = splits["train"]
+    val_idx = torch.cat([(y == d).nonzero().squeeze(1)[torch.randperm(int((y == d).sum()), generator=gen)
+                         [: int(round(cfg.val_fraction * int((y == d).sum())))]] for d in range(10)])
+    keep = torch.ones(len(y), dtype=torch.bool)
+    keep[val_idx] = False
+    splits["val"] = (a[val_idx], i[val_idx], y[val_idx])
+    splits["train"] = (a[keep], i[keep], y[keep])
+    speakers = feats["speaker"]
+    splits["meta"] = {"speakers": sorted(set(speakers)), "audio_shape": tuple(audio.shape[1:])}
+    return splits
+
+
+def load_recording(name: str, cache_dir: Path | None = None) -> torch.Tensor:
+    """Waveform of one FSDD recording by file name (e.g. '3_jackson_12.wav'), for listening."""
+    folder = fsdd_recordings(cache_dir)
+    path = folder / name
+    if not path.exists():
+        raise FileNotFoundError(f"{name} is not an FSDD v1.0.10 recording (expected e.g. '3_jackson_12.wav').")
+    return read_wav(path)
+
