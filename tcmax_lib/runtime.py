@@ -135,8 +135,8 @@ def _to_jsonable(value: Any) -> Any:
     return value
 
 
-def record(name: str, value: Any) -> Any:
-    """Store a named metric of the running notebook in build/metrics/<notebook>.json; return it."""
+def record(name: str, value: Any) -> None:
+    """Store a named metric of the running notebook in build/metrics/<notebook>.json."""
     folder = metrics_dir()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{STATE.notebook}.json"
@@ -146,7 +146,6 @@ def record(name: str, value: Any) -> Any:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
     tmp.replace(path)
-    return value
 
 
 def load_metrics(notebook: str, folder: Path | None = None) -> dict:
