@@ -30,15 +30,15 @@ def run_once(form: str, b: int, c: int, device: str, reps: int, dim: int = 512) 
     if form == "pairwise":
         head = FiLMHead([dim, dim], c).to(device)
         feats = [torch.randn(b, dim, device=device, generator=gen, requires_grad=True) for _ in range(2)]
-        fn = lambda: losses.tcmax_loss_pairwise(head, feats, y, chunk_size=16).loss  # noqa: E731
+        fn = lambda: losses.tcmax_loss_pairwise(head, feats, y, chunk_size=16).loss
     else:
         logits = [torch.randn(b, c, device=device, generator=gen, requires_grad=True) for _ in range(2)]
         if form == "factorised":
-            fn = lambda: losses.tcmax_loss(logits, y).loss  # noqa: E731
+            fn = lambda: losses.tcmax_loss(logits, y).loss
         elif form == "materialised":
-            fn = lambda: losses.tcmax_loss_materialized(logits, y)  # noqa: E731
+            fn = lambda: losses.tcmax_loss_materialized(logits, y)
         else:
-            fn = lambda: logits[0].sum()  # noqa: E731  baseline: inputs only
+            fn = lambda: logits[0].sum()
     fn().backward()  # warm-up
     if device == "cuda":
         torch.cuda.synchronize()
@@ -89,7 +89,8 @@ def main() -> None:
         return child(args)
     name = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {args.threads} threads"
     print(f"# TCMax loss, forward+backward, device: {name}, torch {torch.__version__}")
-    print(f"{'B':>6} {'C':>5} | {'materialised ms':>15} {'peak MB':>10} | {'factorised ms':>13} {'peak MB':>9} | {'mem ratio':>9}")
+    print(f"{'B':>6} {'C':>5} | {'materialised ms':>15} {'peak MB':>10} | "
+          f"{'factorised ms':>13} {'peak MB':>9} | {'mem ratio':>9}")
     for c in args.classes:
         for b in args.batch_sizes:
             fs, fm = measure("factorised", b, c, args.device, args.reps, args.threads)
@@ -105,7 +106,8 @@ def main() -> None:
             print(f"{b:>6} {c:>5} | {ms_txt:>15} {mm_txt:>10} | {1e3 * fs:>13.3f} {fm / 2 ** 20:>9.2f} | {ratio:>9}")
     b = args.pairwise_batch
     ps, pm = measure("pairwise", b, 31, args.device, 1, args.threads)
-    print(f"# pairwise form, FiLM head (512-d features), B={b}, C=31, chunk 16: {1e3 * ps:.1f} ms, peak {pm / 2 ** 20:.0f} MB")
+    print(f"# pairwise form, FiLM head (512-d features), B={b}, C=31, chunk 16: "
+          f"{1e3 * ps:.1f} ms, peak {pm / 2 ** 20:.0f} MB")
 
 
 if __name__ == "__main__":

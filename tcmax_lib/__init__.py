@@ -10,8 +10,27 @@ Library use: ``from tcmax_lib.losses import tcmax_loss``.
 """
 
 from .plotting import COLORS, savefig, set_style
-from .runtime import load_metrics, pick_device, record, repo_root, resolve_fast, seed_everything, setup_notebook
+from .runtime import (
+           load_metrics,
+           pick_device,
+           record,
+           repo_root,
+           resolve_fast,
+           seed_everything,
+           setup_notebook,
+)
 
 __version__ = "0.1.0"
-__all__ = ["COLORS", "savefig", "set_style", "load_metrics", "pick_device", "record", "repo_root",
-           "resolve_fast", "seed_everything", "setup_notebook", "__version__"]
+__all__ = [
+           "COLORS",
+           "__version__",
+           "load_metrics",
+           "pick_device",
+           "record",
+           "repo_root",
+           "resolve_fast",
+           "savefig",
+           "seed_everything",
+           "set_style",
+           "setup_notebook",
+]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -18,7 +18,7 @@ from .plotting import COLORS
 
 
 @torch.no_grad()
-def encode(model: MultimodalClassifier, xs: Sequence[torch.Tensor], batch_size: int = 2048) -> list[torch.Tensor]:
+def encode(model: MultimodalClassifier, xs: Sequence[torch.Tensor], batch_size: int = 512) -> list[torch.Tensor]:
     """Frozen features of every modality: M x [N, d_m]."""
     model.eval()
     device = next(model.parameters()).device

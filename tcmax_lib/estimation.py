@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -12,7 +12,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import estimators as est
-from .ground_truth import r_for_tc, rho_for_mi, sample_correlated_gaussian, sample_gaussian_modalities
+from .ground_truth import (
+    r_for_tc,
+    rho_for_mi,
+    sample_correlated_gaussian,
+    sample_gaussian_modalities,
+)
 
 
 @dataclass

@@ -8,7 +8,7 @@ Discrete:     exact entropies, MI and TC of a probability table by enumeration.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

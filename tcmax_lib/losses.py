@@ -12,8 +12,8 @@ log sum_c prod_m sum_j exp f_m(z_mj)_c = logsumexp_c sum_m logsumexp_j f_m[j, c]
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
 from torch.utils.checkpoint import checkpoint
@@ -100,7 +100,8 @@ def tcmax_loss_pairwise(head: Callable[[torch.Tensor, torch.Tensor], torch.Tenso
     za, zv = feats
     b = za.shape[0]
     if zv.shape[0] != b or labels.shape != (b,):
-        raise ValueError(f"batch sizes differ: za {tuple(za.shape)}, zv {tuple(zv.shape)}, labels {tuple(labels.shape)}.")
+        raise ValueError(f"batch sizes differ: za {tuple(za.shape)}, zv {tuple(zv.shape)}, "
+                         f"labels {tuple(labels.shape)}.")
     fused = head(za, zv).float()                                         # [B, C] aligned pairs
     c = fused.shape[1]
     positive = fused.gather(1, labels[:, None]).mean()

@@ -7,8 +7,8 @@ uses the pairwise form and per-modality logits come from zeroing the other modal
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from torch import nn

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
 
-matplotlib.rcParams.setdefault("svg.hashsalt", "tcmax")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from .runtime import STATE, repo_root  # noqa: E402
+from .runtime import STATE, repo_root
 
 # one palette for the whole series: methods and modalities keep their colour in every chapter
 COLORS = {

@@ -1,9 +1,9 @@
 """environment.yml and pyproject.toml must agree on the dependencies that matter."""
 
 import re
-import tomllib
 from pathlib import Path
 
+import tomllib
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,8 +13,8 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import shutil
 import math
+import shutil
 import wave
 from dataclasses import asdict, dataclass
 from importlib import resources
@@ -200,7 +200,8 @@ class AVDigitsConfig:
     seed: int = 0
 
 
-def _pair_images(digits: torch.Tensor, pool_x: torch.Tensor, pool_y: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+def _pair_images(digits: torch.Tensor, pool_x: torch.Tensor, pool_y: torch.Tensor,
+                 gen: torch.Generator) -> torch.Tensor:
     """For each digit label pick a distinct image of that digit from the pool (seeded)."""
     out = torch.empty(len(digits), *pool_x.shape[1:], dtype=pool_x.dtype)
     for d in range(10):
