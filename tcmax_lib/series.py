@@ -44,8 +44,9 @@ def store_outputs(nb: Path) -> None:
         cell.execution_count = None
         cell.outputs = []
         tags = cell.get("metadata", {}).get("tags", [])
-        if "keep_output" in tags and cell.get("id") in by_id:
+        if "keep_output" in tags and cell.get("id") in by_id:  # nbval compares only executed cells
             cell.outputs = by_id[cell["id"]].outputs
+            cell.execution_count = by_id[cell["id"]].execution_count
         cell.metadata.pop("papermill", None)
         cell.metadata.pop("execution", None)
     source.metadata.pop("papermill", None)

@@ -96,7 +96,8 @@ def check_06(m):
         assert all(0.0 <= v <= 1.0 for v in res.values())
 
 
-CHECKS = {"00": check_00, "01": check_01, "02": check_02, "03": check_03, "04": check_04, "05": check_05, "06": check_06}
+CHECKS = {"00": check_00, "01": check_01, "02": check_02, "03": check_03, "04": check_04, "05": check_05,
+          "06": check_06}
 
 
 @pytest.mark.notebooks

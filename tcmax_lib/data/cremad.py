@@ -282,8 +282,8 @@ def split_indices(clips: list[str], kind: str = "ogm", val_fraction: float = 0.2
     test = is_test.nonzero().squeeze(1)
     perm = train[torch.randperm(len(train), generator=gen)]
     n_val = int(round(val_fraction * len(train)))
-    if len(train) > 1:
-        n_val = max(1, n_val)
+    if val_fraction > 0 and len(train) > 1:
+        n_val = max(1, n_val)  # tiny subsets still get a validation clip
     return {"train": perm[n_val:].sort().values, "val": perm[:n_val].sort().values, "test": test}
 
 
