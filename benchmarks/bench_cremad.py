@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from tcmax_lib import cremad as cx
 from tcmax_lib.data import cremad as cd
+from tcmax_lib.runtime import device_name
 
 
 class PerItemDataset(torch.utils.data.Dataset):
@@ -78,7 +79,7 @@ def main() -> None:
     ap.add_argument("--compile", action="store_true")
     args = ap.parse_args()
     device = torch.device(args.device)
-    name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    name = device_name(args.device)
     print(f"# CREMA-D training throughput; device: {name}; batch {args.batch_size}, frames {args.frame_size}px")
     clips = cd.subset("offline")
     paths = cd.download(clips, progress=False)

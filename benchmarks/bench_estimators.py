@@ -14,6 +14,7 @@ import time
 import torch
 
 from tcmax_lib import estimation as E
+from tcmax_lib.runtime import device_name
 
 BOUNDS = ["mine", "nwj", "infonce", "smile"]
 
@@ -36,7 +37,7 @@ def main() -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--steps", type=int, default=300)
     args = ap.parse_args()
-    name = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    name = device_name(args.device)
     print(f"# staircase training speed, 4 estimators ({', '.join(BOUNDS)}), batch 64, d=20; device: {name}")
     print(f"{'configuration':32s} {'steps/s':>8} {'20k-step staircase':>19}")
     for label, critic, hidden in (("FULL: concat critic 2x256", "concat", 256),

@@ -21,6 +21,7 @@ import torch
 
 from tcmax_lib import losses
 from tcmax_lib.models import FiLMHead
+from tcmax_lib.runtime import device_name
 
 
 def run_once(form: str, b: int, c: int, device: str, reps: int, dim: int = 512) -> float:
@@ -87,7 +88,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.child:
         return child(args)
-    name = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {args.threads} threads"
+    name = device_name(args.device)
     print(f"# TCMax loss, forward+backward, device: {name}, torch {torch.__version__}")
     print(f"{'B':>6} {'C':>5} | {'materialised ms':>15} {'peak MB':>10} | "
           f"{'factorised ms':>13} {'peak MB':>9} | {'mem ratio':>9}")

@@ -19,6 +19,7 @@ import torch
 from tcmax_lib.av_experiment import av_model, default_av_config
 from tcmax_lib.data import avdigits as av
 from tcmax_lib.methods import make_method
+from tcmax_lib.runtime import device_name
 from tcmax_lib.train import TrainConfig, fit
 
 
@@ -27,7 +28,7 @@ def main() -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--epochs", type=int, default=3)
     args = ap.parse_args()
-    name = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    name = device_name(args.device)
     print(f"# AV digits training throughput; device: {name}, torch {torch.__version__}")
     # preprocessing from raw recordings, in a fresh cache copy so the feature cache is really rebuilt
     tmp = Path(tempfile.mkdtemp())

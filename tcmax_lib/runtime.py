@@ -86,6 +86,14 @@ def pick_device(pref: str = "auto", verbose: bool = True) -> torch.device:
     return device
 
 
+def device_name(device: str | torch.device) -> str:
+    """Human-readable name of a device for reports: the GPU model, or the CPU thread count."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{device.type.upper()}, {torch.get_num_threads()} threads"
+
+
 def seed_everything(seed: int) -> torch.Generator:
     """Seed python, numpy and torch (CPU and CUDA); return a fresh torch.Generator with that seed."""
     random.seed(seed)
