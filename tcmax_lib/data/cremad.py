@@ -201,6 +201,19 @@ def preprocess_clip(path: Path, preset: CremadPreset) -> tuple[np.ndarray, np.nd
     return frames.numpy(), spec.half().numpy()
 
 
+class _Serial:
+    """In-process stand-in for ProcessPoolExecutor (workers=1)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def map(self, fn, jobs, chunksize: int = 1):
+        return map(fn, jobs)
+
+
 def _work(args):
     path, preset = args
     torch.set_num_threads(1)
@@ -226,11 +239,12 @@ def build_cache(clips: list[str], preset: CremadPreset = PRESETS["ogm"], cache_d
     specs = np.lib.format.open_memmap(root / "specs.npy.part", "w+", np.float16, (len(clips), 1, h, w))
     workers = workers or min(os.cpu_count() or 1, 8)
     jobs = [(p, preset) for p in paths]
-    results = map(_work, jobs) if workers == 1 else ProcessPoolExecutor(workers).map(_work, jobs, chunksize=4)
-    for i, (f, sp) in enumerate(tqdm(results, total=len(jobs), desc="decoding", disable=not progress or None)):
-        if sp.shape != specs.shape[1:]:
-            raise ValueError(f"{clips[i]}: spectrogram shape {sp.shape} != {specs.shape[1:]} expected by the preset.")
-        frames[i], specs[i] = f, sp
+    with ProcessPoolExecutor(workers) if workers > 1 else _Serial() as pool:
+        results = pool.map(_work, jobs, chunksize=4)
+        for i, (f, sp) in enumerate(tqdm(results, total=len(jobs), desc="decoding", disable=not progress or None)):
+            if sp.shape != specs.shape[1:]:
+                raise ValueError(f"{clips[i]}: spectrogram shape {sp.shape}, the preset expects {specs.shape[1:]}.")
+            frames[i], specs[i] = f, sp
     frames.flush(), specs.flush()
     del frames, specs
     (root / "frames.npy.part").replace(root / "frames.npy")
