@@ -254,9 +254,7 @@ class TableCritic(nn.Module):
 
     def forward(self, xs: Sequence[torch.Tensor]) -> torch.Tensor:
         """Scores for all index tuples of a batch of integer codes: a tensor [K]*M."""
-        m, k = len(xs), xs[0].shape[0]
+        if len(xs) != self.table.ndim:
+            raise ValueError(f"critic built for {self.table.ndim} variables, got {len(xs)}.")
         grids = torch.meshgrid(*xs, indexing="ij")                        # M x [K]*M value codes
-        return self.table[grids] if m == self.table.ndim else self._bad(m, k)
-
-    def _bad(self, m: int, k: int):
-        raise ValueError(f"critic built for {self.table.ndim} variables, got {m}.")
+        return self.table[grids]
