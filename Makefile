@@ -19,7 +19,7 @@ install: $(STAMP)
 
 # execute every notebook (FAST by default, FULL=1 for FULL) into build/executed/, figures saved
 run: $(STAMP)
-	$(BIN)/python -m tcmax_lib.series run $(if $(filter 1,$(FULL)),--full) $(if $(NB),--only $(NB))
+	$(BIN)/tcmax series run $(if $(filter 1,$(FULL)),--full) $(if $(NB),--only $(NB))
 
 # unit tests + papermill layer + nbval layer, in one pytest call
 test: $(STAMP)
@@ -35,7 +35,7 @@ lab: $(STAMP)
 
 # maintainers: re-execute in FAST mode and keep only the outputs of cells tagged keep_output
 store-outputs: $(STAMP)
-	$(BIN)/python -m tcmax_lib.series store-outputs $(if $(NB),--only $(NB))
+	$(BIN)/tcmax series store-outputs $(if $(NB),--only $(NB))
 
 clean:
 	rm -rf build .pytest_cache

@@ -20,9 +20,11 @@ import time
 import torch
 import torch.nn.functional as F
 
-from tcmax_lib import cremad as cx
 from tcmax_lib.data import cremad as cd
+from tcmax_lib.data import cremad_cache as cc
+from tcmax_lib.resnet import resnet_pair_model
 from tcmax_lib.runtime import device_name
+from tcmax_lib.train import autocast
 
 
 class PerItemDataset(torch.utils.data.Dataset):
@@ -38,7 +40,7 @@ class PerItemDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int):
         path = self.paths[i % len(self.paths)]
         frames = cd.resize_frames(cd.decode_frames(path, 3, 1.0), self.size)       # uint8 [3, 3, S, S]
-        frames = cx.augment_frames(frames[None])[0]                                  # CPU augmentation
+        frames = cc.augment_frames(frames[None])[0]                                  # CPU augmentation
         spec = cd.spectrogram(cd.decode_audio(path, 22050), self.preset).float()
         return spec, frames, cd.parse(path.stem)["label"]
 
@@ -46,6 +48,7 @@ class PerItemDataset(torch.utils.data.Dataset):
 def train_steps(model, batches, steps: int, device, bf16: bool, augment=None) -> float:
     """Run `steps` SGD steps (after 2 warm-up steps); return samples per second."""
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    gen = torch.Generator(device=device).manual_seed(0)
     seen, t0 = 0, None
     for step, (spec, frames, y) in enumerate(batches):
         if step == 2:
@@ -54,8 +57,8 @@ def train_steps(model, batches, steps: int, device, bf16: bool, augment=None) ->
             t0, seen = time.perf_counter(), 0
         spec, frames, y = spec.to(device, non_blocking=True), frames.to(device, non_blocking=True), y.to(device)
         if augment is not None:
-            spec, frames = augment([spec, frames])
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
+            spec, frames = augment([spec, frames], gen)
+        with autocast(device, bf16):
             out = model(spec, frames)
             loss = F.cross_entropy(out.logits.float(), y)
         opt.zero_grad(set_to_none=True)
@@ -88,25 +91,23 @@ def main() -> None:
     # per-item pipeline, fp32
     loader = torch.utils.data.DataLoader(PerItemDataset(paths, n, args.frame_size), batch_size=args.batch_size,
                                          num_workers=args.workers, pin_memory=device.type == "cuda")
-    model = cx.cremad_model().to(device)
+    model = resnet_pair_model().to(device)
     slow = train_steps(model, iter(loader), args.steps, device, bf16=False)
     print(f"{'per-item decoding, fp32':36s} {slow:9.1f} samples/s")
 
     # fast path: cache on the device, device augmentation, bf16 + channels_last on CUDA
-    cache = cd.load_cache(cd.build_cache(clips, cd.with_size(cd.PRESETS["ogm"], args.frame_size), progress=False))
+    cache = cc.load_cache(cc.build_cache(clips, cd.with_size(cd.PRESETS["ogm"], args.frame_size), progress=False))
     reps = -(-n // len(clips))
     specs = cache["specs"].repeat(reps, 1, 1, 1)[:n].to(device)
     frames = cache["frames"].repeat(reps, 1, 1, 1, 1)[:n].to(device)
     labels = cache["labels"].repeat(reps)[:n].to(device)
-    model = cx.cremad_model().to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    model = resnet_pair_model(channels_last=device.type == "cuda").to(device)
     if args.compile:
         model.encoders = torch.nn.ModuleList([torch.compile(e) for e in model.encoders])
     batches = ((specs[i:i + args.batch_size], frames[i:i + args.batch_size], labels[i:i + args.batch_size])
                for i in range(0, n, args.batch_size))
     fast = train_steps(model, batches, args.steps, device, bf16=device.type == "cuda",
-                       augment=cx.make_augment(0, device))
+                       augment=cc.augment_batch)
     label = "cache on device" + (", bf16 + channels_last" if device.type == "cuda" else "") + \
         (", compiled" if args.compile else "")
     print(f"{label:36s} {fast:9.1f} samples/s   ({fast / slow:.1f}x)")

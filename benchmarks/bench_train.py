@@ -16,9 +16,9 @@ from pathlib import Path
 
 import torch
 
-from tcmax_lib.av_experiment import av_model, default_av_config
 from tcmax_lib.data import avdigits as av
 from tcmax_lib.methods import make_method
+from tcmax_lib.models import cnn_pair_model
 from tcmax_lib.runtime import device_name
 from tcmax_lib.train import TrainConfig, fit
 
@@ -40,14 +40,13 @@ def main() -> None:
         print(f"preprocessing: log-mel of 3,000 recordings (verify + features): {time.perf_counter() - t0:.1f} s")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    cfg = default_av_config()
-    data = av.make_avdigits(cfg)
-    n = len(data["train"][2])
+    data = av.make_avdigits(av.default_config())
+    n = len(data.train)
     print(f"{'method':10s} {'samples/s':>10} {'s/epoch':>8}   ({n} training pairs, batch 64, {args.epochs} epochs)")
     for method in ("joint", "unimodal", "ogm_ge", "tcmax"):
-        model = av_model(seed=0)
+        model = cnn_pair_model(seed=0)
         tc = TrainConfig(epochs=args.epochs, batch_size=64, lr=1e-3, device=args.device, progress=False)
-        _, hist = fit(model, make_method(method), data["train"], data["val"], tc)
+        _, hist = fit(model, make_method(method), data.train, data.val, tc)
         sec = hist["seconds"].iloc[1:].mean() if len(hist) > 1 else hist["seconds"].iloc[0]
         print(f"{method:10s} {n / sec:10.0f} {sec:8.2f}")
 

@@ -6,31 +6,46 @@ Typical notebook use::
     tl.setup_notebook("01_mutual_information_and_mine", seed=0)
     FAST = tl.resolve_fast(None)
 
-Library use: ``from tcmax_lib.losses import tcmax_loss``.
+Library use: ``from tcmax_lib.losses import tcmax_loss``. Importing the package is light: the
+names below are resolved on first use (PEP 562), so ``import tcmax_lib.losses`` pulls in neither
+matplotlib nor pandas.
 """
 
-from .plotting import COLORS, savefig, set_style
-from .runtime import (
-           load_metrics,
-           pick_device,
-           record,
-           repo_root,
-           resolve_fast,
-           seed_everything,
-           setup_notebook,
-)
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
-__all__ = [
-           "COLORS",
-           "__version__",
-           "load_metrics",
-           "pick_device",
-           "record",
-           "repo_root",
-           "resolve_fast",
-           "savefig",
-           "seed_everything",
-           "set_style",
-           "setup_notebook",
-]
+
+# public name -> module that defines it
+_LAZY = {
+    "COLORS": "plotting",
+    "savefig": "plotting",
+    "set_style": "plotting",
+    "setup_notebook": "notebook",
+    "load_metrics": "runtime",
+    "pick_device": "runtime",
+    "record": "runtime",
+    "repo_root": "runtime",
+    "resolve_fast": "runtime",
+    "seed_everything": "runtime",
+    "seeded": "runtime",
+}
+_SUBMODULES = {"cli", "data", "diagnostics", "estimation", "estimators", "experiments", "ground_truth", "layers",
+               "losses", "methods", "models", "notebook", "plotting", "resnet", "runtime", "series", "train"}
+
+__all__ = ["__version__", *sorted(_LAZY)]
+
+
+def __getattr__(name: str) -> Any:
+    """Import the defining module on first access of a public name or submodule."""
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'tcmax_lib' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY) | _SUBMODULES)

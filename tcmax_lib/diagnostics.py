@@ -1,5 +1,5 @@
-"""Modality-competition diagnostics: per-modality accuracy curves, linear probes of frozen encoders,
-the OGM discrepancy ratio, Shapley modality contributions and confusion matrices (+ plots)."""
+"""Modality-competition diagnostics (notebook 03): linear probes of frozen encoders, the OGM discrepancy
+ratio, Shapley modality contributions, confusion matrices, and `report`. Plots live in `plotting`."""
 
 from __future__ import annotations
 
@@ -7,19 +7,21 @@ import itertools
 import math
 from collections.abc import Sequence
 
-import matplotlib.pyplot as plt
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 
+from .data.splits import Split
+from .methods import Method, ogm_ratio
 from .models import MultimodalClassifier
-from .plotting import COLORS
+from .runtime import seeded
+
+__all__ = ["confusion_matrix", "encode", "linear_probe", "ogm_ratio", "report", "shapley_contributions"]
 
 
 @torch.no_grad()
 def encode(model: MultimodalClassifier, xs: Sequence[torch.Tensor], batch_size: int = 512) -> list[torch.Tensor]:
-    """Frozen features of every modality: M x [N, d_m]."""
+    """Frozen features of every modality: M x [N, d_m] (notebook 03)."""
     model.eval()
     device = next(model.parameters()).device
     feats = [[] for _ in xs]
@@ -32,11 +34,11 @@ def encode(model: MultimodalClassifier, xs: Sequence[torch.Tensor], batch_size: 
 def linear_probe(train_feats: torch.Tensor, train_y: torch.Tensor, test_feats: torch.Tensor,
                  test_y: torch.Tensor, num_classes: int, steps: int = 300, weight_decay: float = 1e-4,
                  seed: int = 0) -> float:
-    """Accuracy of a softmax-regression probe (full-batch L-BFGS on standardised frozen features)."""
-    torch.manual_seed(seed)
+    """Accuracy of a softmax-regression probe (full-batch L-BFGS on standardised frozen features) (notebook 03)."""
     mean, std = train_feats.mean(0), train_feats.std(0) + 1e-6
     xtr, xte = (train_feats - mean) / std, (test_feats - mean) / std
-    probe = nn.Linear(xtr.shape[1], num_classes).to(xtr.device)
+    with seeded(seed):
+        probe = nn.Linear(xtr.shape[1], num_classes).to(xtr.device)
     opt = torch.optim.LBFGS(probe.parameters(), lr=1.0, max_iter=steps, line_search_fn="strong_wolfe")
 
     def closure():
@@ -51,25 +53,9 @@ def linear_probe(train_feats: torch.Tensor, train_y: torch.Tensor, test_feats: t
         return float((probe(xte).argmax(1) == test_y).float().mean())
 
 
-def probe_modalities(model: MultimodalClassifier, train: Sequence[torch.Tensor], test: Sequence[torch.Tensor],
-                     num_classes: int) -> list[float]:
-    """Linear-probe accuracy of each frozen encoder; splits are (x_1, ..., x_M, y)."""
-    *xtr, ytr = train
-    *xte, yte = test
-    ftr, fte = encode(model, xtr), encode(model, xte)
-    device = ftr[0].device
-    return [linear_probe(a, ytr.to(device), b, yte.to(device), num_classes) for a, b in zip(ftr, fte)]
-
-
-def ogm_ratio(modality_logits: Sequence[torch.Tensor], y: torch.Tensor) -> float:
-    """OGM discrepancy ratio s_0 / s_1 with s_m = sum_i softmax(logits_m)[y_i] (>1: modality 0 dominates)."""
-    s = [lg.detach().float().softmax(1).gather(1, y[:, None]).sum() for lg in modality_logits]
-    return float(s[0] / s[1].clamp_min(1e-12))
-
-
 @torch.no_grad()
 def shapley_contributions(model: MultimodalClassifier, xs: Sequence[torch.Tensor], y: torch.Tensor) -> list[float]:
-    """Shapley value of each modality for accuracy; a missing modality's features are zeroed (2^M evaluations)."""
+    """Shapley value of each modality for accuracy; a missing modality is zeroed, 2^M evaluations (nb 03)."""
     model.eval()
     feats = encode(model, xs)
     y = y.to(feats[0].device)
@@ -95,67 +81,13 @@ def shapley_contributions(model: MultimodalClassifier, xs: Sequence[torch.Tensor
 
 
 def confusion_matrix(pred: torch.Tensor, y: torch.Tensor, num_classes: int) -> np.ndarray:
-    """Counts [true, predicted]."""
+    """Counts [true, predicted] (notebook 05)."""
     idx = (y.cpu() * num_classes + pred.cpu()).long()
     return torch.bincount(idx, minlength=num_classes ** 2).view(num_classes, num_classes).numpy()
 
 
-# ----------------------------------------------------------------------------- plots
-def plot_accuracy_curves(histories: dict[str, pd.DataFrame], names: Sequence[str] = ("audio", "visual"),
-                         split: str = "val") -> plt.Figure:
-    """One panel per method: fused and per-modality accuracy over epochs."""
-    fig, axes = plt.subplots(1, len(histories), figsize=(3.4 * len(histories), 3.0), sharey=True, squeeze=False)
-    for ax, (method, h) in zip(axes[0], histories.items()):
-        ax.plot(h["epoch"], h[f"{split}_acc"], color=COLORS["fused"], label="fused")
-        for m, name in enumerate(names):
-            ax.plot(h["epoch"], h[f"{split}_acc_{m}"], color=COLORS.get(name), label=name)
-        ax.set_title(method)
-        ax.set_xlabel("epoch")
-    axes[0, 0].set_ylabel(f"{split} accuracy")
-    axes[0, -1].legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def plot_ogm_ratio(history: pd.DataFrame, window: tuple[int, int] | None = None) -> plt.Figure:
-    """OGM discrepancy ratio per epoch (log scale) with the modulation window shaded."""
-    fig, ax = plt.subplots(figsize=(5, 3))
-    ax.plot(history["epoch"], history["ogm_ratio"], color=COLORS["ogm_ge"])
-    ax.axhline(1.0, color="grey", ls="--", lw=1)
-    if window is not None:
-        ax.axvspan(*window, color=COLORS["ogm_ge"], alpha=0.1, label="modulation window")
-        ax.legend()
-    ax.set_yscale("log")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(r"$\rho$ = score$_0$ / score$_1$")
-    fig.tight_layout()
-    return fig
-
-
-def plot_confusion(cm: np.ndarray, labels: Sequence[str], ax: plt.Axes | None = None, title: str = "") -> plt.Axes:
-    """Row-normalised confusion matrix as a heat map."""
-    import seaborn as sns
-
-    ax = ax or plt.subplots(figsize=(3.5, 3))[1]
-    norm = cm / np.clip(cm.sum(1, keepdims=True), 1, None)
-    sns.heatmap(norm, annot=True, fmt=".2f", cmap="Blues", vmin=0, vmax=1, cbar=False,
-                xticklabels=labels, yticklabels=labels, ax=ax)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title)
-    return ax
-
-
-def summarize_runs(df: pd.DataFrame, by: str = "method", cols: Sequence[str] = ("acc",)) -> pd.DataFrame:
-    """Mean +- std over seeds, as formatted strings, one row per method."""
-    g = df.groupby(by, sort=False)
-    out = pd.DataFrame({c: g[c].mean().map("{:.3f}".format) + " ± " + g[c].std(ddof=0).map("{:.3f}".format)
-                        for c in cols})
-    return out
-
-
 @torch.no_grad()
-def _predict(model: MultimodalClassifier, method, xs: Sequence[torch.Tensor], batch_size: int = 1024):
+def _predict(model: MultimodalClassifier, method: Method, xs: Sequence[torch.Tensor], batch_size: int = 1024):
     model.eval()
     preds, heads = [], []
     for start in range(0, xs[0].shape[0], batch_size):
@@ -165,12 +97,12 @@ def _predict(model: MultimodalClassifier, method, xs: Sequence[torch.Tensor], ba
     return torch.cat(preds), torch.cat(heads, dim=1)
 
 
-def report(model: MultimodalClassifier, method, train: Sequence[torch.Tensor], test: Sequence[torch.Tensor],
-           num_classes: int, names: Sequence[str] = ("audio", "visual")) -> dict:
-    """Test metrics of a trained model: fused and per-head accuracy, linear probes, Shapley values."""
+def report(model: MultimodalClassifier, method: Method, train: Split, test: Split, num_classes: int,
+           names: Sequence[str] = ("audio", "visual")) -> dict:
+    """Test metrics of a trained model: fused and per-head accuracy, linear probes, Shapley values (notebook 03)."""
     device = next(model.parameters()).device
-    *xtr, ytr = [t.to(device) for t in train]
-    *xte, yte = [t.to(device) for t in test]
+    train, test = train.to(device), test.to(device)
+    xtr, ytr, xte, yte = train.inputs, train.y, test.inputs, test.y
     pred, heads = _predict(model, method, xte)
     out = {"acc": float((pred == yte).float().mean()), "pred": pred}
     for m, name in enumerate(names):

@@ -1,4 +1,4 @@
-"""Training loops for neural MI / TC estimators, the Poole et al. staircase, and its summary table."""
+"""Training loops for neural MI / TC estimators, the Poole et al. staircase and its summary (notebooks 01-02)."""
 
 from __future__ import annotations
 
@@ -18,11 +18,15 @@ from .ground_truth import (
     sample_correlated_gaussian,
     sample_gaussian_modalities,
 )
+from .runtime import seeded
 
 
 @dataclass
 class EstimatorSpec:
-    """One estimator = a critic + the bound it is trained with ('dv', 'mine', 'nwj', 'infonce', 'js', 'smile')."""
+    """One estimator = a critic + the bound it is trained with ('dv', 'mine', 'nwj', 'infonce', 'js', 'smile').
+
+    Introduced in notebook 01.
+    """
 
     name: str
     critic: nn.Module
@@ -31,21 +35,29 @@ class EstimatorSpec:
     ema_rate: float = 0.01
     _mine: est.MINE | None = field(default=None, repr=False)
 
+    def __post_init__(self) -> None:
+        if self.bound != "mine" and self.bound not in est.BOUNDS:
+            raise ValueError(f"unknown bound {self.bound!r}; choose from {sorted(est.BOUNDS) + ['mine']}.")
+
+    def value(self, scores: torch.Tensor) -> torch.Tensor:
+        """The estimate this estimator reports (MINE reports the plain DV bound; SMILE uses its clip)."""
+        if self.bound == "mine":
+            return est.dv_bound(scores)
+        if self.bound == "smile":
+            return est.smile_bound(scores, self.clip)
+        return est.BOUNDS[self.bound](scores)
+
     def objective(self, scores: torch.Tensor) -> torch.Tensor:
         """Training objective whose value is the reported estimate (to be maximised)."""
-        if self.bound == "mine":
+        if self.bound == "mine":  # same value as DV, EMA-corrected gradient
             if self._mine is None:
                 self._mine = est.MINE(self.ema_rate)
             return self._mine(scores)
-        if self.bound == "smile":
-            return est.smile_bound(scores, self.clip)
-        if self.bound not in est.BOUNDS:
-            raise ValueError(f"unknown bound {self.bound!r}; choose from {sorted(est.BOUNDS) + ['mine']}.")
-        return est.BOUNDS[self.bound](scores)
+        return self.value(scores)
 
 
 def make_critic(kind: str, dim: int, hidden: int = 256, layers: int = 2, embed: int = 32) -> nn.Module:
-    """Build a 'concat' (joint) or 'separable' critic with Poole et al.'s default sizes."""
+    """Build a 'concat' (joint) or 'separable' critic with Poole et al.'s default sizes (notebook 01)."""
     if kind == "concat":
         return est.ConcatCritic(dim, dim, hidden, layers)
     if kind == "separable":
@@ -55,16 +67,16 @@ def make_critic(kind: str, dim: int, hidden: int = 256, layers: int = 2, embed: 
 
 def make_estimators(bounds: Sequence[str], critic: str = "concat", dim: int = 20, hidden: int = 256,
                     seed: int = 0, **bound_kw) -> list[EstimatorSpec]:
-    """One freshly initialised critic per bound, seeded so every run starts from the same weights."""
+    """One freshly initialised critic per bound, seeded so every run starts from the same weights (notebook 01)."""
     specs = []
     for i, bound in enumerate(bounds):
-        torch.manual_seed(seed * 1000 + i)
-        specs.append(EstimatorSpec(name=bound, critic=make_critic(critic, dim, hidden), bound=bound, **bound_kw))
+        with seeded(seed * 1000 + i):
+            specs.append(EstimatorSpec(name=bound, critic=make_critic(critic, dim, hidden), bound=bound, **bound_kw))
     return specs
 
 
 def mi_staircase(levels: Sequence[float] = (2, 4, 6, 8, 10), steps_per_level: int = 4000) -> np.ndarray:
-    """True MI for every step of the staircase schedule (nats)."""
+    """True MI for every step of the staircase schedule (nats) (notebook 01)."""
     return np.repeat(np.asarray(levels, dtype=float), steps_per_level)
 
 
@@ -76,6 +88,7 @@ def train_estimators(specs: Sequence[EstimatorSpec], true_values: np.ndarray, di
     All critics see the same batch each step and share one Adam optimiser (their losses are
     independent, so this equals one optimiser each). Values stay on the device until the end:
     no per-step host sync. Returns a tidy frame: step, estimator, estimate, true, joint, log_partition.
+    Introduced in notebook 01.
     """
     device = torch.device(device)
     for s in specs:
@@ -110,17 +123,17 @@ def train_estimators(specs: Sequence[EstimatorSpec], true_values: np.ndarray, di
 def evaluate_estimators(specs: Sequence[EstimatorSpec], mi: float, dim: int = 20, batch_size: int = 64,
                         n_batches: int = 50, seed: int = 12345, device: str | torch.device = "cpu",
                         cubic: bool = False) -> pd.DataFrame:
-    """Held-out estimate of each trained critic on `n_batches` fresh batches: mean and std per estimator."""
+    """Held-out estimate of each trained critic on `n_batches` fresh batches: mean and std per estimator.
+
+    Introduced in notebook 01.
+    """
     gen = torch.Generator(device=torch.device(device)).manual_seed(seed)
     rho = rho_for_mi(mi, dim)
     rows = []
     for _ in range(n_batches):
         x, y = sample_correlated_gaussian(batch_size, dim, rho, generator=gen, cubic=cubic)
         for s in specs:
-            scores = s.critic.eval()(x, y)
-            bound = "dv" if s.bound == "mine" else s.bound
-            value = est.smile_bound(scores, s.clip) if bound == "smile" else est.BOUNDS[bound](scores)
-            rows.append((s.name, float(value)))
+            rows.append((s.name, float(s.value(s.critic.eval()(x, y)))))
     df = pd.DataFrame(rows, columns=["estimator", "estimate"])
     out = df.groupby("estimator", sort=False)["estimate"].agg(["mean", "std"]).reset_index()
     out["true"] = mi
@@ -128,7 +141,7 @@ def evaluate_estimators(specs: Sequence[EstimatorSpec], mi: float, dim: int = 20
 
 
 def staircase_summary(history: pd.DataFrame, steps_per_level: int, tail: float = 0.2) -> pd.DataFrame:
-    """Bias, variance and MSE of each estimator over the last `tail` fraction of every level."""
+    """Bias, variance and MSE of each estimator over the last `tail` fraction of every level (notebook 01)."""
     h = history.copy()
     h["level"] = h["step"] // steps_per_level
     pos = h["step"] % steps_per_level
@@ -143,7 +156,10 @@ def staircase_summary(history: pd.DataFrame, steps_per_level: int, tail: float =
 
 def optimal_critic_table(levels: Sequence[float], batch_sizes: Sequence[int], dim: int = 20,
                          n_batches: int = 200, seed: int = 0) -> pd.DataFrame:
-    """Bound values with the exact Gaussian log-ratio critic (no training): mean and std per level and K."""
+    """Bound values with the exact Gaussian log-ratio critic (no training): mean and std per level and K.
+
+    Introduced in notebook 01.
+    """
     from .ground_truth import gaussian_log_ratio
 
     gen = torch.Generator().manual_seed(seed)
@@ -171,6 +187,7 @@ def train_tc_estimator(critic: nn.Module, true_values: np.ndarray, num_vars: int
 
     `true_values` is the TC per step; batches come from `sample_gaussian_modalities` (equicorrelated
     coordinates) unless `sampler(n, r, generator)` is given.
+    Introduced in notebook 02.
     """
     device = torch.device(device)
     critic.to(device).train()

@@ -15,10 +15,12 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from .layers import mlp
+
 
 # ----------------------------------------------------------------------------- helpers
 def logmeanexp_offdiag(scores: torch.Tensor) -> torch.Tensor:
-    """log of the mean of exp(scores) over the off-diagonal entries of a [K, K] matrix."""
+    """log of the mean of exp(scores) over the off-diagonal entries of a [K, K] matrix (notebook 01)."""
     k = scores.shape[0]
     off = scores.masked_fill(torch.eye(k, dtype=torch.bool, device=scores.device), float("-inf"))
     return torch.logsumexp(off.flatten(), 0) - math.log(k * (k - 1))
@@ -31,7 +33,7 @@ def _check_square(scores: torch.Tensor) -> None:
 
 # ----------------------------------------------------------------------------- MI bounds
 def dv_bound(scores: torch.Tensor) -> torch.Tensor:
-    """Donsker-Varadhan bound: mean T(joint) - log mean exp T(marginal)."""
+    """Donsker-Varadhan bound: mean T(joint) - log mean exp T(marginal) (notebook 02)."""
     _check_square(scores)
     return scores.diagonal().mean() - logmeanexp_offdiag(scores)
 
@@ -41,6 +43,7 @@ def nwj_bound(scores: torch.Tensor) -> torch.Tensor:
 
     Its true value for scores near 1e4 is about -e^9999, below the float range; the exponent
     is therefore capped at log(float max), which keeps the value finite (and very negative).
+    Introduced in notebook 01.
     """
     _check_square(scores)
     cap = math.log(torch.finfo(scores.dtype).max) - 1.0
@@ -48,14 +51,14 @@ def nwj_bound(scores: torch.Tensor) -> torch.Tensor:
 
 
 def infonce_bound(scores: torch.Tensor) -> torch.Tensor:
-    """InfoNCE: mean_i [S_ii - log mean_j exp S_ij]; can never exceed log K."""
+    """InfoNCE: mean_i [S_ii - log mean_j exp S_ij]; can never exceed log K (notebook 01)."""
     _check_square(scores)
     k = scores.shape[0]
     return (scores.diagonal() - torch.logsumexp(scores, dim=1)).mean() + math.log(k)
 
 
 def js_fgan(scores: torch.Tensor) -> torch.Tensor:
-    """f-GAN Jensen-Shannon objective (a training signal, not an MI estimate)."""
+    """f-GAN Jensen-Shannon objective (a training signal, not an MI estimate) (notebook 01)."""
     _check_square(scores)
     k = scores.shape[0]
     eye = torch.eye(k, dtype=torch.bool, device=scores.device)
@@ -65,13 +68,16 @@ def js_fgan(scores: torch.Tensor) -> torch.Tensor:
 
 
 def js_bound(scores: torch.Tensor) -> torch.Tensor:
-    """Train with the JS objective, report NWJ with critic T + 1 (Poole et al.): value NWJ, gradient JS."""
+    """Train with the JS objective, report NWJ with critic T + 1 (Poole et al.): value NWJ, gradient JS.
+
+    Introduced in notebook 01.
+    """
     js = js_fgan(scores)
     return js + (nwj_bound(scores + 1.0) - js).detach()
 
 
 def smile_bound(scores: torch.Tensor, clip: float | None = 5.0) -> torch.Tensor:
-    """SMILE (Song & Ermon): DV with the partition scores clipped to [-clip, clip]; gradient of JS."""
+    """SMILE (Song & Ermon): DV with the partition scores clipped to [-clip, clip]; gradient of JS (notebook 01)."""
     _check_square(scores)
     clipped = scores if clip is None else scores.clamp(-clip, clip)
     dv = scores.diagonal().mean() - logmeanexp_offdiag(clipped)
@@ -87,6 +93,7 @@ class MINE:
 
     The reported value is the plain batch DV; only the gradient differs (Belghazi et al. 2018, sec. 3.2):
     grad log E[e^T] = E[grad T e^T] / E[e^T] with the denominator replaced by the EMA.
+    Introduced in notebook 01.
     """
 
     def __init__(self, ema_rate: float = 0.01):
@@ -114,18 +121,8 @@ class MINE:
 
 
 # ----------------------------------------------------------------------------- critics
-def mlp(sizes: Sequence[int], act: type[nn.Module] = nn.ReLU) -> nn.Sequential:
-    """Plain MLP with `act` between layers and none after the last."""
-    layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(nn.Linear(a, b))
-        if i < len(sizes) - 2:
-            layers.append(act())
-    return nn.Sequential(*layers)
-
-
 class ConcatCritic(nn.Module):
-    """Joint critic T(x, y) = MLP([x, y]) evaluated on all K x K pairs of a batch."""
+    """Joint critic T(x, y) = MLP([x, y]) evaluated on all K x K pairs of a batch (notebook 01)."""
 
     def __init__(self, dim_x: int, dim_y: int, hidden: int = 256, layers: int = 2):
         super().__init__()
@@ -140,7 +137,7 @@ class ConcatCritic(nn.Module):
 
 
 class SeparableCritic(nn.Module):
-    """Separable critic T(x, y) = g(x) . h(y) with two MLP embeddings."""
+    """Separable critic T(x, y) = g(x) . h(y) with two MLP embeddings (notebook 01)."""
 
     def __init__(self, dim_x: int, dim_y: int, hidden: int = 256, layers: int = 2, embed: int = 32):
         super().__init__()
@@ -154,7 +151,10 @@ class SeparableCritic(nn.Module):
 
 # ----------------------------------------------------------------------------- total correlation
 def tcne_bound(joint_scores: torch.Tensor, marginal_scores: torch.Tensor) -> torch.Tensor:
-    """DV bound on total correlation: mean T(joint tuples) - log mean exp T(product-of-marginal tuples)."""
+    """DV bound on total correlation: mean T(joint tuples) - log mean exp T(product-of-marginal tuples).
+
+    Introduced in notebook 02.
+    """
     if joint_scores.numel() == 0 or marginal_scores.numel() == 0:
         raise ValueError("tcne_bound needs at least one joint and one product-of-marginals score.")
     m = marginal_scores.flatten()
@@ -166,6 +166,7 @@ def distinct_index_mask(k: int, num_vars: int, device: torch.device | str = "cpu
 
     Those tuples combine M different samples, so they are exact draws from the product of the
     marginals; tuples that repeat an index would mix in partly joint samples.
+    Introduced in notebook 02.
     """
     idx = torch.arange(k, device=device)
     mask = torch.ones((k,) * num_vars, dtype=torch.bool, device=device)
@@ -178,7 +179,7 @@ def distinct_index_mask(k: int, num_vars: int, device: torch.device | str = "cpu
 
 
 def tcne_from_tensor(scores: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """TCNE bound from a full score tensor [K]*M: diagonal = joint, distinct-index tuples = marginals."""
+    """TCNE bound from a full score tensor [K]*M: diagonal = joint, distinct-index tuples = marginals (notebook 02)."""
     k, m = scores.shape[0], scores.ndim
     if any(s != k for s in scores.shape):
         raise ValueError(f"expected a cube [K]*M of scores, got {tuple(scores.shape)}.")
@@ -192,6 +193,7 @@ class PairwiseTCCritic(nn.Module):
 
     Every pairwise bilinear-plus-unary form (e.g. the exact Gaussian log ratio, a quadratic form)
     is representable, and scores for all K^M index tuples come from M small matrix products.
+    Introduced in notebook 02.
     """
 
     def __init__(self, dims: Sequence[int], hidden: int = 256, layers: int = 2, embed: int = 32):
@@ -223,30 +225,8 @@ class PairwiseTCCritic(nn.Module):
         return b if b < a else b - 1
 
 
-class ConcatTCCritic(nn.Module):
-    """General TC critic T = MLP([z_1, ..., z_M]) scored on given index tuples (sampled negatives)."""
-
-    def __init__(self, dims: Sequence[int], hidden: int = 256, layers: int = 2):
-        super().__init__()
-        self.net = mlp([sum(dims)] + [hidden] * layers + [1])
-
-    def forward(self, zs: Sequence[torch.Tensor], index: torch.Tensor) -> torch.Tensor:
-        """Score tuples index[n] = (j_1..j_M): returns [N]."""
-        parts = [z[index[:, a]] for a, z in enumerate(zs)]               # M x [N, d_a]
-        return self.net(torch.cat(parts, dim=1)).squeeze(-1)            # [N]
-
-
-def sample_distinct_tuples(k: int, num_vars: int, n: int, generator: torch.Generator | None = None,
-                           device: torch.device | str = "cpu") -> torch.Tensor:
-    """Draw n index tuples [n, M] with pairwise-different entries (product-of-marginals negatives)."""
-    if k < num_vars:
-        raise ValueError(f"need K >= M to draw distinct indices, got K={k}, M={num_vars}.")
-    keys = torch.rand(n, k, generator=generator)
-    return keys.topk(num_vars, dim=1).indices.to(device)                 # uniform ordered draw w/o replacement
-
-
 class TableCritic(nn.Module):
-    """Critic for discrete variables: one learnable score per value tuple, T[x_1, ..., x_M]."""
+    """Critic for discrete variables: one learnable score per value tuple, T[x_1, ..., x_M] (notebook 02)."""
 
     def __init__(self, cardinalities: Sequence[int]):
         super().__init__()

@@ -15,20 +15,20 @@ import torch
 
 
 def nats_to_bits(x: float) -> float:
-    """Convert nats to bits."""
+    """Convert nats to bits (notebook 00)."""
     return x / math.log(2.0)
 
 
 # ----------------------------------------------------------------------------- two variables
 def gaussian_mi(rho: float, dim: int = 1) -> float:
-    """MI of x, y in R^dim with coordinate-wise correlation rho: -(dim/2) log(1 - rho^2)."""
+    """MI of x, y in R^dim with coordinate-wise correlation rho: -(dim/2) log(1 - rho^2) (notebook 00)."""
     if not -1.0 < rho < 1.0:
         raise ValueError(f"rho={rho} must lie strictly between -1 and 1.")
     return -0.5 * dim * math.log1p(-rho * rho)
 
 
 def rho_for_mi(mi: float, dim: int = 1) -> float:
-    """Inverse of `gaussian_mi`: the correlation that gives `mi` nats over `dim` coordinates."""
+    """Inverse of `gaussian_mi`: the correlation that gives `mi` nats over `dim` coordinates (notebook 00)."""
     if mi < 0:
         raise ValueError(f"mi={mi} must be >= 0 nats.")
     return math.sqrt(-math.expm1(-2.0 * mi / dim))
@@ -36,7 +36,7 @@ def rho_for_mi(mi: float, dim: int = 1) -> float:
 
 def sample_correlated_gaussian(n: int, dim: int, rho: float, generator: torch.Generator | None = None,
                                cubic: bool = False, device: torch.device | str = "cpu"):
-    """Draw n pairs x ~ N(0, I), y = rho x + sqrt(1 - rho^2) eps; `cubic` maps y -> y^3 (MI unchanged)."""
+    """Draw n pairs x ~ N(0, I), y = rho x + sqrt(1 - rho^2) eps; `cubic` maps y -> y^3 (MI unchanged) (notebook 01)."""
     device = generator.device if generator is not None else device
     x = torch.randn(n, dim, generator=generator, device=device)                 # [n, dim]
     eps = torch.randn(n, dim, generator=generator, device=device)               # [n, dim]
@@ -45,7 +45,7 @@ def sample_correlated_gaussian(n: int, dim: int, rho: float, generator: torch.Ge
 
 
 def gaussian_log_ratio(x: torch.Tensor, y: torch.Tensor, rho: float) -> torch.Tensor:
-    """Optimal critic log p(y_j|x_i) - log p(y_j) for all pairs: returns a [K, K] score matrix."""
+    """Optimal critic log p(y_j|x_i) - log p(y_j) for all pairs: returns a [K, K] score matrix (notebook 01)."""
     s2 = 1.0 - rho * rho
     diff = y[None, :, :] - rho * x[:, None, :]                                  # [K, K, d]
     log_cond = -0.5 * (diff ** 2).sum(-1) / s2 - 0.5 * x.shape[1] * math.log(s2)  # [K, K]
@@ -55,7 +55,7 @@ def gaussian_log_ratio(x: torch.Tensor, y: torch.Tensor, rho: float) -> torch.Te
 
 # ----------------------------------------------------------------------------- total correlation
 def gaussian_tc(cov: np.ndarray | torch.Tensor, blocks: Sequence[int]) -> float:
-    """TC of jointly Gaussian blocks of sizes `blocks`: 1/2 [sum_i log det S_ii - log det S]."""
+    """TC of jointly Gaussian blocks of sizes `blocks`: 1/2 [sum_i log det S_ii - log det S] (notebook 01)."""
     cov = np.asarray(cov, dtype=np.float64)
     if cov.shape[0] != sum(blocks) or cov.shape[0] != cov.shape[1]:
         raise ValueError(f"cov has shape {cov.shape} but blocks {list(blocks)} sum to {sum(blocks)}.")
@@ -68,14 +68,17 @@ def gaussian_tc(cov: np.ndarray | torch.Tensor, blocks: Sequence[int]) -> float:
 
 
 def equicorrelated_tc(n: int, r: float, dim: int = 1) -> float:
-    """TC of n unit-variance variables with all pairwise correlations r, repeated over `dim` coordinates."""
+    """TC of n unit-variance variables with all pairwise correlations r, repeated over `dim` coordinates.
+
+    Introduced in notebook 00.
+    """
     if not -1.0 / (n - 1) < r < 1.0:
         raise ValueError(f"r={r} gives no valid correlation matrix for n={n}.")
     return -0.5 * dim * ((n - 1) * math.log1p(-r) + math.log1p((n - 1) * r))
 
 
 def r_for_tc(tc: float, n: int, dim: int = 1) -> float:
-    """Inverse of `equicorrelated_tc` for r in [0, 1): bisection to 1e-12."""
+    """Inverse of `equicorrelated_tc` for r in [0, 1): bisection to 1e-12 (notebook 02)."""
     lo, hi = 0.0, 1.0 - 1e-12
     for _ in range(200):
         mid = 0.5 * (lo + hi)
@@ -85,7 +88,7 @@ def r_for_tc(tc: float, n: int, dim: int = 1) -> float:
 
 def sample_gaussian_modalities(n: int, num_vars: int, dim: int, r: float,
                                generator: torch.Generator | None = None) -> list[torch.Tensor]:
-    """Draw `num_vars` variables in R^dim whose coordinate k is equicorrelated (r) across variables."""
+    """Draw `num_vars` variables in R^dim whose coordinate k is equicorrelated (r) across variables (notebook 01)."""
     device = generator.device if generator is not None else "cpu"
     shared = torch.randn(n, 1, dim, generator=generator, device=device)          # [n, 1, dim]
     own = torch.randn(n, num_vars, dim, generator=generator, device=device)      # [n, M, dim]
@@ -94,7 +97,7 @@ def sample_gaussian_modalities(n: int, num_vars: int, dim: int, r: float,
 
 
 def equicorrelated_log_ratio(zs: Sequence[torch.Tensor], r: float) -> torch.Tensor:
-    """Optimal TC critic log p(z_1..z_M) - sum_m log p(z_m) for aligned tuples: returns [n]."""
+    """Optimal TC critic log p(z_1..z_M) - sum_m log p(z_m) for aligned tuples: returns [n] (notebook 01)."""
     z = torch.stack(list(zs), dim=-1)                                            # [n, d, M]
     m = z.shape[-1]
     corr = torch.full((m, m), r, dtype=z.dtype) + (1 - r) * torch.eye(m, dtype=z.dtype)
@@ -112,7 +115,7 @@ def _check_table(p: np.ndarray) -> np.ndarray:
 
 
 def entropy(p: np.ndarray, axes: Sequence[int] | None = None) -> float:
-    """Entropy (nats) of the marginal of table `p` over `axes` (all axes when None)."""
+    """Entropy (nats) of the marginal of table `p` over `axes` (all axes when None) (notebook 00)."""
     p = _check_table(p)
     keep = range(p.ndim) if axes is None else tuple(axes)
     drop = tuple(a for a in range(p.ndim) if a not in keep)
@@ -122,19 +125,22 @@ def entropy(p: np.ndarray, axes: Sequence[int] | None = None) -> float:
 
 
 def mutual_information(p: np.ndarray, a: Sequence[int], b: Sequence[int], given: Sequence[int] = ()) -> float:
-    """Exact I(A; B | C) of a discrete table from entropies."""
+    """Exact I(A; B | C) of a discrete table from entropies (notebook 02)."""
     a, b, c = tuple(a), tuple(b), tuple(given)
     return entropy(p, a + c) + entropy(p, b + c) - entropy(p, a + b + c) - (entropy(p, c) if c else 0.0)
 
 
 def total_correlation(p: np.ndarray) -> float:
-    """Exact TC = sum_i H(X_i) - H(X_1..X_n) of a discrete table."""
+    """Exact TC = sum_i H(X_i) - H(X_1..X_n) of a discrete table (notebook 02)."""
     p = _check_table(p)
     return sum(entropy(p, (i,)) for i in range(p.ndim)) - entropy(p)
 
 
 def xor_table(flip: float = 0.0) -> np.ndarray:
-    """Joint table of (x1, x2, x3) with x1, x2 fair independent bits and x3 = x1 XOR x2 (flipped w.p. `flip`)."""
+    """Joint table of (x1, x2, x3) with x1, x2 fair independent bits and x3 = x1 XOR x2 (flipped w.p. `flip`).
+
+    Introduced in notebook 02.
+    """
     p = np.zeros((2, 2, 2))
     for x1 in range(2):
         for x2 in range(2):
@@ -144,7 +150,7 @@ def xor_table(flip: float = 0.0) -> np.ndarray:
 
 
 def sample_table(p: np.ndarray, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Draw n index tuples from a discrete table: returns a LongTensor [n, ndim]."""
+    """Draw n index tuples from a discrete table: returns a LongTensor [n, ndim] (notebook 02)."""
     p = _check_table(p)
     flat = torch.multinomial(torch.as_tensor(p.ravel()), n, replacement=True, generator=generator)
     return torch.stack(torch.unravel_index(flat, p.shape), dim=1)

@@ -6,7 +6,9 @@ classifier's logits as the critic (Yu et al., ICLR 2026, arXiv 2602.13015).
 
 For a linear fusion f = sum_m f_m(z_m) (concat, sum, shared heads) the normaliser factorises:
 log sum_c prod_m sum_j exp f_m(z_mj)_c = logsumexp_c sum_m logsumexp_j f_m[j, c]  ->  O(M B C).
--L is a batch estimate of TC in nats; it can never exceed log(B^(M-1) |Y|).
+-L is a batch estimate of TC in nats; it can never exceed log(B^(M-1) |Y|). The reference forms the
+fast ones are checked against (brute force, the materialised grid, the released code's form) are
+written out where they teach (notebook 04) and in tests/test_losses.py, not here.
 """
 
 from __future__ import annotations
@@ -21,11 +23,10 @@ from torch.utils.checkpoint import checkpoint
 
 @dataclass
 class TCMaxOutput:
-    """Loss (to minimise), the TC estimate (= -loss, nats) and per-modality marginal terms for logging."""
+    """Loss (to minimise) and the batch TC estimate (= -loss, detached, nats) (notebook 04)."""
 
     loss: torch.Tensor
     tc_estimate: torch.Tensor
-    marginal_terms: list[torch.Tensor]
 
 
 def _check_logits(logits: Sequence[torch.Tensor], labels: torch.Tensor) -> tuple[int, int]:
@@ -42,7 +43,7 @@ def _check_logits(logits: Sequence[torch.Tensor], labels: torch.Tensor) -> tuple
 
 
 def tcmax_loss(logits: Sequence[torch.Tensor], labels: torch.Tensor) -> TCMaxOutput:
-    """Exact TCMax loss for a linear fusion, from per-modality logits [B, C]; O(M B C) time and memory."""
+    """Exact TCMax loss for a linear fusion, from per-modality logits [B, C]; O(M B C) time and memory (nb 04)."""
     b, c = _check_logits(logits, labels)
     m = len(logits)
     stacked = torch.stack([lg.float() for lg in logits])                 # [M, B, C]
@@ -51,45 +52,12 @@ def tcmax_loss(logits: Sequence[torch.Tensor], labels: torch.Tensor) -> TCMaxOut
     lse_batch = torch.logsumexp(stacked, dim=1)                          # [M, C]: log sum_j e^{f_m[j, c]}
     log_norm = torch.logsumexp(lse_batch.sum(0), dim=0)                  # log sum_c prod_m sum_j e^{...}
     loss = -positive + log_norm - (m * math.log(b) + math.log(c))
-    # logging: the official code's per-modality "marginal" terms, -mean_i log sum_{other indices} p - log B,
-    # where p is the softmax over the whole B^M x C grid; computed here without building the grid
-    terms = []
-    for k in range(m):
-        others = lse_batch.sum(0) - lse_batch[k]                         # [C]
-        log_p = stacked[k] + others[None, :] - log_norm                  # [B, C]
-        terms.append(-log_p.gather(1, labels[:, None]).mean() - math.log(b))
-    return TCMaxOutput(loss=loss, tc_estimate=-loss.detach(), marginal_terms=terms)
-
-
-def tcmax_loss_materialized(logits: Sequence[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
-    """Same loss built on the full B^M x C grid (stable logsumexp); for teaching and benchmarks only."""
-    b, c = _check_logits(logits, labels)
-    m = len(logits)
-    grid = torch.zeros((b,) * m + (c,), dtype=torch.float32, device=logits[0].device)
-    for k, lg in enumerate(logits):
-        shape = [1] * m + [c]
-        shape[k] = b
-        grid = grid + lg.float().view(shape)                             # [B]*M + [C]
-    positive = sum(lg.float().gather(1, labels[:, None]).squeeze(1) for lg in logits).mean()
-    return -positive + torch.logsumexp(grid.flatten(), 0) - (m * math.log(b) + math.log(c))
-
-
-def tcmax_loss_public_code(out_a: torch.Tensor, out_v: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Reproduction of the released code's form (exp(x - mean), then log): unstable; for demonstration only.
-
-    It returns the paper's loss + log(B C) and overflows or underflows once logits spread by ~100.
-    """
-    b = out_a.shape[0]
-    out = out_a[:, None, :] + out_v[None, :, :]                          # [B, B, C]
-    p = torch.exp(out - out.mean())
-    p = p / p.sum()
-    idx = torch.arange(b, device=out.device)
-    return -torch.log(p[idx, idx, labels]).mean() - math.log(b)
+    return TCMaxOutput(loss=loss, tc_estimate=-loss.detach())
 
 
 def tcmax_loss_pairwise(head: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], feats: Sequence[torch.Tensor],
                         labels: torch.Tensor, chunk_size: int = 64) -> TCMaxOutput:
-    """Exact TCMax loss for any (non-linear) fusion head of two modalities.
+    """Exact TCMax loss for any (non-linear) fusion head of two modalities (notebook 04).
 
     The normaliser runs `head` on all B x B feature pairs, `chunk_size` rows of modality 1 at a time,
     combining chunks with a streaming logsumexp. Each chunk is checkpointed, so autograd keeps only
@@ -121,9 +89,9 @@ def tcmax_loss_pairwise(head: Callable[[torch.Tensor, torch.Tensor], torch.Tenso
             parts.append(chunk_lse(za_chunk, zv))
     log_norm = torch.logsumexp(torch.stack(parts), 0)
     loss = -positive + log_norm - (2 * math.log(b) + math.log(c))
-    return TCMaxOutput(loss=loss, tc_estimate=-loss.detach(), marginal_terms=[])
+    return TCMaxOutput(loss=loss, tc_estimate=-loss.detach())
 
 
 def tc_estimate_cap(batch_size: int, num_classes: int, num_modalities: int = 2) -> float:
-    """Largest value the batch TC estimate -L can take: log(B^(M-1) |Y|) nats."""
+    """Largest value the batch TC estimate -L can take: log(B^(M-1) |Y|) nats (notebook 04)."""
     return (num_modalities - 1) * math.log(batch_size) + math.log(num_classes)

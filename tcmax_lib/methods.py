@@ -1,4 +1,4 @@
-"""Training objectives behind one interface: joint, unimodal, OGM-GE and TCMax.
+"""Training objectives behind one interface: joint, unimodal, OGM-GE and TCMax (notebooks 03-04).
 
 A method computes the loss of a batch (`loss`) and may touch gradients after backward
 (`after_backward`, used by OGM-GE). Both return plain floats/tensors for logging.
@@ -7,6 +7,7 @@ A method computes the loss of a batch (`loss`) and may touch gradients after bac
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -17,7 +18,7 @@ from .models import ModelOutput, MultimodalClassifier
 
 
 class Method:
-    """Base class: `loss(model, out, y)` -> (loss, logs); `after_backward(model, out, y, epoch)` -> logs."""
+    """Base class: `loss(model, out, y)` -> (loss, logs); `after_backward(model, out, y, epoch)` -> logs (nb 03)."""
 
     name = "base"
 
@@ -32,12 +33,20 @@ class Method:
         return out.logits
 
 
+def ogm_ratio(modality_logits: Sequence[torch.Tensor], y: torch.Tensor) -> float:
+    """OGM discrepancy ratio s_0 / s_1, s_m = sum_i softmax(logits_m)[y_i]; > 1: modality 0 dominates (nb 05)."""
+    if len(modality_logits) != 2:
+        raise ValueError(f"the OGM ratio compares two modalities, got {len(modality_logits)}.")
+    s = [lg.detach().float().softmax(1).gather(1, y[:, None]).sum() for lg in modality_logits]
+    return float(s[0] / s[1].clamp_min(1e-12))
+
+
 def _modality_ce(out: ModelOutput, y: torch.Tensor) -> dict:
     return {f"ce_{m}": F.cross_entropy(lg.detach().float(), y) for m, lg in enumerate(out.modality_logits)}
 
 
 class Joint(Method):
-    """Cross-entropy on the fused logits (maximises I(y; z_1..z_M))."""
+    """Cross-entropy on the fused logits (maximises I(y; z_1..z_M)) (notebook 03)."""
 
     name = "joint"
 
@@ -47,7 +56,7 @@ class Joint(Method):
 
 
 class Unimodal(Method):
-    """Sum of per-modality cross-entropies (each encoder learns alone; prediction = summed logits)."""
+    """Sum of per-modality cross-entropies; each encoder learns alone, prediction = summed logits (notebook 03)."""
 
     name = "unimodal"
 
@@ -61,7 +70,7 @@ class Unimodal(Method):
 
 @dataclass
 class OGMGE(Method):
-    """OGM-GE (Peng et al. 2022): damp the dominant encoder's gradients by 1 - tanh(alpha * rho), add noise.
+    """OGM-GE (Peng et al. 2022): damp the dominant encoder's gradients by 1 - tanh(alpha * rho), add noise (nb 04).
 
     rho = (sum_i softmax(out_dom)[y_i]) / (sum_i softmax(out_weak)[y_i]) > 1 for the dominant modality;
     applied to the dominant encoder's weight gradients (tensors of dim >= 2, i.e. linear and conv
@@ -79,10 +88,7 @@ class OGMGE(Method):
 
     @torch.no_grad()
     def after_backward(self, model, out, y, epoch):
-        if len(out.modality_logits) != 2:
-            raise ValueError("OGM-GE is defined for two modalities.")
-        scores = [lg.float().softmax(1).gather(1, y[:, None]).sum() for lg in out.modality_logits]
-        ratio = float(scores[0] / scores[1].clamp_min(1e-12))           # audio / visual
+        ratio = ogm_ratio(out.modality_logits, y)                        # audio / visual
         coeffs = [1.0, 1.0]
         if ratio > 1:
             coeffs[0] = 1.0 - math.tanh(self.alpha * ratio)
@@ -103,7 +109,7 @@ class OGMGE(Method):
 
 @dataclass
 class TCMax(Method):
-    """TCMax: minimise the negative TCNE bound with the fused logits as critic (factorised or pairwise)."""
+    """TCMax: minimise the negative TCNE bound with the fused logits as critic, factorised or pairwise (nb 04)."""
 
     chunk_size: int = 64
     name: str = "tcmax"
@@ -121,7 +127,7 @@ METHODS = {"joint": Joint, "unimodal": Unimodal, "ogm_ge": OGMGE, "tcmax": TCMax
 
 
 def make_method(name: str, **kwargs) -> Method:
-    """Build a method by name: 'joint', 'unimodal', 'ogm_ge' or 'tcmax'."""
+    """Build a method by name: 'joint', 'unimodal', 'ogm_ge' or 'tcmax' (notebook 03)."""
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; choose from {sorted(METHODS)}.")
     return METHODS[name](**kwargs)

@@ -13,12 +13,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .estimators import mlp
+from .layers import mlp
+from .runtime import seeded
 
 
 # ----------------------------------------------------------------------------- encoders
 class MLPEncoder(nn.Module):
-    """MLP feature extractor: [B, in_dim] -> [B, out_dim] (ReLU after the last layer too)."""
+    """MLP feature extractor: [B, in_dim] -> [B, out_dim] (ReLU after the last layer too) (notebook 03)."""
 
     def __init__(self, in_dim: int, hidden: int = 64, out_dim: int = 32, layers: int = 2):
         super().__init__()
@@ -30,7 +31,7 @@ class MLPEncoder(nn.Module):
 
 
 class SmallCNN(nn.Module):
-    """Four conv blocks + global average pool: [B, C_in, H, W] -> [B, out_dim]."""
+    """Four conv blocks + global average pool: [B, C_in, H, W] -> [B, out_dim] (notebook 03)."""
 
     def __init__(self, in_channels: int = 1, width: int = 32, out_dim: int = 64):
         super().__init__()
@@ -49,7 +50,7 @@ class SmallCNN(nn.Module):
 
 # ----------------------------------------------------------------------------- fusion heads
 class ConcatHead(nn.Module):
-    """Linear layer on [z_1; ...; z_M]; modality m's logits use its column slice and 1/M of the bias."""
+    """Linear layer on [z_1; ...; z_M]; modality m's logits use its column slice and 1/M of the bias (notebook 03)."""
 
     linear_fusion = True
 
@@ -68,7 +69,7 @@ class ConcatHead(nn.Module):
 
 
 class SumHead(ConcatHead):
-    """One linear layer per modality, logits added (the same function class as Concat)."""
+    """One linear layer per modality, logits added (the same function class as Concat) (notebook 03)."""
 
     def __init__(self, dims: Sequence[int], num_classes: int):
         nn.Module.__init__(self)
@@ -83,7 +84,7 @@ class SumHead(ConcatHead):
 
 
 class SharedHead(ConcatHead):
-    """One linear layer shared by all modalities; fused logits = the sum, in training and at test."""
+    """One linear layer shared by all modalities; fused logits = the sum, in training and at test (notebook 03)."""
 
     def __init__(self, dims: Sequence[int], num_classes: int):
         nn.Module.__init__(self)
@@ -100,7 +101,7 @@ class SharedHead(ConcatHead):
 
 
 class FiLMHead(nn.Module):
-    """FiLM (Perez et al. 2018): modality 1 produces (gamma, beta) that modulate modality 2."""
+    """FiLM (Perez et al. 2018): modality 1 produces (gamma, beta) that modulate modality 2 (notebook 03)."""
 
     linear_fusion = False
 
@@ -116,7 +117,7 @@ class FiLMHead(nn.Module):
 
 
 class GatedHead(nn.Module):
-    """Gated fusion (Kiela et al. 2018): sigmoid(W_a z_a) gates W_v z_v before the classifier."""
+    """Gated fusion (Kiela et al. 2018): sigmoid(W_a z_a) gates W_v z_v before the classifier (notebook 03)."""
 
     linear_fusion = False
 
@@ -132,7 +133,7 @@ class GatedHead(nn.Module):
 
 
 class MLPHead(nn.Module):
-    """Non-linear fusion: a one-hidden-layer MLP on the concatenated features (can model interactions)."""
+    """Non-linear fusion: a one-hidden-layer MLP on the concatenated features (can model interactions) (notebook 03)."""
 
     linear_fusion = False
 
@@ -151,7 +152,7 @@ HEADS = {"concat": ConcatHead, "sum": SumHead, "shared": SharedHead, "film": FiL
 # ----------------------------------------------------------------------------- the classifier
 @dataclass
 class ModelOutput:
-    """Features per modality, fused logits [B, C] and per-modality logits (M x [B, C])."""
+    """Features per modality, fused logits [B, C] and per-modality logits (M x [B, C]) (notebook 03)."""
 
     feats: list[torch.Tensor]
     logits: torch.Tensor
@@ -159,7 +160,7 @@ class ModelOutput:
 
 
 class MultimodalClassifier(nn.Module):
-    """Encoders (one per modality) + a fusion head; prediction = argmax of the fused logits."""
+    """Encoders (one per modality) + a fusion head; prediction = argmax of the fused logits (notebook 03)."""
 
     def __init__(self, encoders: Sequence[nn.Module], head: nn.Module):
         super().__init__()
@@ -188,7 +189,21 @@ class MultimodalClassifier(nn.Module):
 
 
 def make_model(encoders: Sequence[nn.Module], head: str, num_classes: int) -> MultimodalClassifier:
-    """Wrap encoders (each with .out_dim) with a fusion head picked by name (see HEADS)."""
+    """Wrap encoders (each with .out_dim) with a fusion head picked by name (see HEADS) (notebook 03)."""
     if head not in HEADS:
         raise ValueError(f"unknown head {head!r}; choose from {sorted(HEADS)}.")
     return MultimodalClassifier(encoders, HEADS[head]([e.out_dim for e in encoders], num_classes))
+
+
+def mlp_pair_model(dims: Sequence[int], num_classes: int, head: str = "concat", hidden: int = 64, feat: int = 32,
+                   seed: int = 0) -> MultimodalClassifier:
+    """Two MLP encoders + a fusion head, initialised under `seed` (the toy problem; notebook 03)."""
+    with seeded(seed):
+        return make_model([MLPEncoder(d, hidden, feat) for d in dims], head, num_classes)
+
+
+def cnn_pair_model(num_classes: int = 10, head: str = "concat", width: int = 16, feat: int = 64,
+                   seed: int = 0) -> MultimodalClassifier:
+    """Two small CNNs (spectrogram, image) + a fusion head, initialised under `seed` (AV digits; notebook 05)."""
+    with seeded(seed):
+        return make_model([SmallCNN(1, width, feat), SmallCNN(1, width, feat)], head, num_classes)

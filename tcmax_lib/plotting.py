@@ -1,4 +1,4 @@
-"""One house plotting style and a deterministic `savefig`."""
+"""One house plotting style, a deterministic `savefig`, and every plot the series reuses (notebooks 00-06)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 
 from .runtime import STATE, repo_root
 
@@ -31,7 +32,7 @@ COLORS = {
 
 
 def set_style() -> None:
-    """Apply the series' plotting style (seaborn whitegrid, readable sizes)."""
+    """Apply the series' plotting style (seaborn whitegrid, readable sizes) (notebook 00)."""
     import seaborn as sns
 
     sns.set_theme(style="whitegrid", context="notebook", palette="deep")
@@ -41,7 +42,7 @@ def set_style() -> None:
 
 
 def figures_dir() -> Path:
-    """Where figures go: env TCMAX_FIGURES_DIR, else figures/ in FULL mode, build/figures in FAST."""
+    """Where figures go: env TCMAX_FIGURES_DIR, else figures/ in FULL mode, build/figures in FAST (notebook 00)."""
     env = os.environ.get("TCMAX_FIGURES_DIR")
     if env:
         return Path(env)
@@ -50,7 +51,7 @@ def figures_dir() -> Path:
 
 
 def savefig(fig: plt.Figure, name: str, pdf: bool = True) -> Path:
-    """Save `fig` as PNG (and PDF) with deterministic metadata; return the PNG path."""
+    """Save `fig` as PNG (and PDF) with deterministic metadata; return the PNG path (notebook 01)."""
     folder = figures_dir()
     folder.mkdir(parents=True, exist_ok=True)
     stem = Path(name).stem
@@ -63,14 +64,12 @@ def savefig(fig: plt.Figure, name: str, pdf: bool = True) -> Path:
 
 
 def ewm(values: Sequence[float], span: int = 200) -> np.ndarray:
-    """Exponentially weighted moving average (pandas' adjust=True EWM), for smoothing traces."""
-    import pandas as pd
-
+    """Exponentially weighted moving average (pandas' adjust=True EWM), for smoothing traces (notebook 01)."""
     return pd.Series(np.asarray(values, dtype=float)).ewm(span=span).mean().to_numpy()
 
 
 def mean_std_band(ax: plt.Axes, x: np.ndarray, runs: np.ndarray, label: str, color: str | None = None) -> None:
-    """Plot the mean of `runs` [n_runs, len(x)] with a +-1 std band."""
+    """Plot the mean of `runs` [n_runs, len(x)] with a +-1 std band (notebook 01)."""
     runs = np.asarray(runs, dtype=float)
     mean, std = runs.mean(0), runs.std(0)
     line, = ax.plot(x, mean, label=label, color=color)
@@ -78,7 +77,10 @@ def mean_std_band(ax: plt.Axes, x: np.ndarray, runs: np.ndarray, label: str, col
 
 
 def information_venn(ax: plt.Axes, count, title: str = "", names: Sequence[str] = ("a", "v", "y")) -> None:
-    """Three entropy circles; region (in_a, in_v, in_y) is hatched `count(in_a, in_v, in_y)` times (0, 1, 2)."""
+    """Three entropy circles; region (in_a, in_v, in_y) is hatched `count(in_a, in_v, in_y)` times (0, 1, 2).
+
+    Introduced in notebook 02.
+    """
     from matplotlib.patches import Circle
 
     centres = [(-0.5, 0.35), (0.5, 0.35), (0.0, -0.45)]
@@ -96,3 +98,49 @@ def information_venn(ax: plt.Axes, count, title: str = "", names: Sequence[str] 
     ax.set_ylim(-1.4, 1.3)
     ax.set_aspect("equal")
     ax.axis("off")
+
+
+# ----------------------------------------------------------------------------- training diagnostics
+def plot_accuracy_curves(histories: dict[str, pd.DataFrame], names: Sequence[str] = ("audio", "visual"),
+                         split: str = "val") -> plt.Figure:
+    """One panel per method: fused and per-modality accuracy over epochs (notebook 03)."""
+    fig, axes = plt.subplots(1, len(histories), figsize=(3.4 * len(histories), 3.0), sharey=True, squeeze=False)
+    for ax, (method, h) in zip(axes[0], histories.items()):
+        ax.plot(h["epoch"], h[f"{split}_acc"], color=COLORS["fused"], label="fused")
+        for m, name in enumerate(names):
+            ax.plot(h["epoch"], h[f"{split}_acc_{m}"], color=COLORS.get(name), label=name)
+        ax.set_title(method)
+        ax.set_xlabel("epoch")
+    axes[0, 0].set_ylabel(f"{split} accuracy")
+    axes[0, -1].legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_ogm_ratio(history: pd.DataFrame, window: tuple[int, int] | None = None) -> plt.Figure:
+    """OGM discrepancy ratio per epoch (log scale) with the modulation window shaded (notebook 05)."""
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.plot(history["epoch"], history["ogm_ratio"], color=COLORS["ogm_ge"])
+    ax.axhline(1.0, color="grey", ls="--", lw=1)
+    if window is not None:
+        ax.axvspan(*window, color=COLORS["ogm_ge"], alpha=0.1, label="modulation window")
+        ax.legend()
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(r"$\rho$ = score$_0$ / score$_1$")
+    fig.tight_layout()
+    return fig
+
+
+def plot_confusion(cm: np.ndarray, labels: Sequence[str], ax: plt.Axes | None = None, title: str = "") -> plt.Axes:
+    """Row-normalised confusion matrix as a heat map (notebook 05)."""
+    import seaborn as sns
+
+    ax = ax or plt.subplots(figsize=(3.5, 3))[1]
+    norm = cm / np.clip(cm.sum(1, keepdims=True), 1, None)
+    sns.heatmap(norm, annot=True, fmt=".2f", cmap="Blues", vmin=0, vmax=1, cbar=False,
+                xticklabels=labels, yticklabels=labels, ax=ax)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    return ax

@@ -9,12 +9,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .models import make_model
+from .runtime import seeded
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class BasicBlock(nn.Module):
-    """Two 3x3 convs with a residual connection (1x1 projection when the shape changes)."""
+    """Two 3x3 convs with a residual connection (1x1 projection when the shape changes) (notebook 06)."""
 
     def __init__(self, c_in: int, c_out: int, stride: int = 1):
         super().__init__()
@@ -33,7 +36,7 @@ class BasicBlock(nn.Module):
 
 
 class ResNet18(nn.Module):
-    """ResNet-18 trunk (He et al. 2016) with a configurable stem: [B, C, H, W] -> [B, 512, H/32, W/32]."""
+    """ResNet-18 trunk (He et al. 2016) with a configurable stem: [B, C, H, W] -> [B, 512, H/32, W/32] (notebook 06)."""
 
     def __init__(self, in_channels: int = 3):
         super().__init__()
@@ -56,7 +59,7 @@ class ResNet18(nn.Module):
 
 
 class AudioResNet(nn.Module):
-    """Spectrogram encoder: [B, 1, F, T] -> [B, 512]."""
+    """Spectrogram encoder: [B, 1, F, T] -> [B, 512] (notebook 06)."""
 
     out_dim = 512
 
@@ -69,7 +72,7 @@ class AudioResNet(nn.Module):
 
 
 class VisualResNet(nn.Module):
-    """Frame encoder: [B, K, 3, H, W] (uint8 0-255 or float in [0, 1]) -> [B, 512], mean over K frames."""
+    """Frame encoder: [B, K, 3, H, W] (uint8 0-255 or float in [0, 1]) -> [B, 512], mean over K frames (notebook 06)."""
 
     out_dim = 512
 
@@ -86,3 +89,14 @@ class VisualResNet(nn.Module):
         x = ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
         h = self.trunk(x)                                                 # [B*K, 512, h, w]
         return h.view(b, k, *h.shape[1:]).mean(dim=(1, 3, 4))             # [B, 512]
+
+
+def resnet_pair_model(num_classes: int = 6, head: str = "concat", seed: int = 0,
+                      channels_last: bool = False) -> nn.Module:
+    """ResNet-18 audio + visual encoders (from scratch) and a fusion head, initialised under `seed` (notebook 06).
+
+    `channels_last=True` (use it on CUDA) stores the conv weights in the layout cuDNN's fastest kernels use.
+    """
+    with seeded(seed):
+        model = make_model([AudioResNet(), VisualResNet()], head, num_classes)
+    return model.to(memory_format=torch.channels_last) if channels_last else model

@@ -1,6 +1,7 @@
-"""Runtime helpers every notebook calls first: FAST/FULL mode, device choice, seeds, metrics.
+"""Runtime helpers every notebook calls first: FAST/FULL mode, device choice, seeds, metrics (notebook 00).
 
-Nothing here runs at import time; `setup_notebook` is the one explicit entry point.
+Nothing here runs at import time and nothing here imports plotting: `notebook.setup_notebook` is the
+one explicit entry point that also applies the plot style.
 """
 
 from __future__ import annotations
@@ -8,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,8 +18,9 @@ from typing import Any
 import numpy as np
 import torch
 
-_TRUE = {"1", "true", "yes", "on", "full"}
-_FALSE = {"0", "false", "no", "off", "", "fast"}
+# spellings accepted for FAST (the value answers "is this FAST mode?"); anything else is an error
+_TRUE = {"1", "true", "yes", "on", "fast"}
+_FALSE = {"0", "false", "no", "off", "full"}
 
 
 @dataclass
@@ -31,7 +35,7 @@ STATE = _State()
 
 
 def repo_root() -> Path:
-    """Return the project root (folder holding pyproject.toml and tcmax_lib/), else the cwd."""
+    """Return the project root (folder holding pyproject.toml and tcmax_lib/), else the cwd (notebook 00)."""
     here = Path.cwd().resolve()
     for folder in (here, *here.parents):
         if (folder / "pyproject.toml").exists() and (folder / "tcmax_lib").is_dir():
@@ -52,11 +56,12 @@ def _parse_bool(value: Any, what: str) -> bool:
         return True
     if text in _FALSE:
         return False
-    raise ValueError(f"{what}={value!r} is not a boolean; use True/False, 1/0 or 'true'/'false'.")
+    raise ValueError(f"{what}={value!r} is not understood; use True/False, 1/0, 'true'/'false' or 'fast'/'full' "
+                     "(unset TCMAX_FAST means FAST).")
 
 
 def resolve_fast(value: bool | str | int | None = None) -> bool:
-    """Resolve FAST mode: an explicit value wins, None reads env TCMAX_FAST (default: FAST)."""
+    """Resolve FAST mode: an explicit value wins, None reads env TCMAX_FAST (unset: FAST). Notebook 00."""
     if value is None:
         env = os.environ.get("TCMAX_FAST")
         fast = True if env is None else _parse_bool(env, "TCMAX_FAST")
@@ -67,7 +72,7 @@ def resolve_fast(value: bool | str | int | None = None) -> bool:
 
 
 def pick_device(pref: str = "auto", verbose: bool = True) -> torch.device:
-    """Pick a device: 'auto' prefers cuda > mps > cpu; an explicit name is checked and used."""
+    """Pick a device: 'auto' prefers cuda > mps > cpu; an explicit name is checked and used (notebook 00)."""
     pref = (pref or "auto").lower()
     if pref == "auto":
         if torch.cuda.is_available():
@@ -87,7 +92,7 @@ def pick_device(pref: str = "auto", verbose: bool = True) -> torch.device:
 
 
 def device_name(device: str | torch.device) -> str:
-    """Human-readable name of a device for reports: the GPU model, or the CPU thread count."""
+    """Human-readable name of a device for reports: the GPU model, or the CPU thread count (notebook 00)."""
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -95,7 +100,7 @@ def device_name(device: str | torch.device) -> str:
 
 
 def seed_everything(seed: int) -> torch.Generator:
-    """Seed python, numpy and torch (CPU and CUDA); return a fresh torch.Generator with that seed."""
+    """Seed python, numpy and torch (CPU and CUDA); return a fresh torch.Generator with that seed (notebook 00)."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -104,26 +109,21 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def setup_notebook(name: str, seed: int = 0) -> torch.Generator:
-    """Name the running notebook (for metrics/figures), seed everything, apply the plot style."""
-    from . import plotting  # local import: plotting pulls in matplotlib/seaborn
+@contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Run a block (e.g. building a model) under torch seed `seed` without touching the caller's RNG state.
 
-    STATE.notebook = name
-    plotting.set_style()
-    try:  # inline PNG figures when running inside IPython (papermill, nbval, Jupyter)
-        from IPython import get_ipython
-
-        shell = get_ipython()
-        if shell is not None:
-            shell.run_line_magic("matplotlib", "inline")
-            shell.run_line_magic("config", "InlineBackend.figure_formats = ['png']")
-    except ImportError:
-        pass
-    return seed_everything(seed)
+    Introduced in notebook 03: model builders and the trainer take a seed argument and use this
+    instead of reseeding the global generator behind the caller's back.
+    """
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
 
 
 def metrics_dir() -> Path:
-    """Folder where `record` writes JSON metrics (env TCMAX_METRICS_DIR or build/metrics)."""
+    """Folder where `record` writes JSON metrics (env TCMAX_METRICS_DIR or build/metrics) (notebook 00)."""
     env = os.environ.get("TCMAX_METRICS_DIR")
     return Path(env) if env else repo_root() / "build" / "metrics"
 
@@ -144,7 +144,7 @@ def _to_jsonable(value: Any) -> Any:
 
 
 def record(name: str, value: Any) -> None:
-    """Store a named metric of the running notebook in build/metrics/<notebook>.json."""
+    """Store a named metric of the running notebook in build/metrics/<notebook>.json (notebook 00)."""
     folder = metrics_dir()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{STATE.notebook}.json"
@@ -157,7 +157,7 @@ def record(name: str, value: Any) -> None:
 
 
 def load_metrics(notebook: str, folder: Path | None = None) -> dict:
-    """Read the metrics a notebook recorded (used by the tests)."""
+    """Read the metrics a notebook recorded (used by the tests) (notebook 00)."""
     path = (folder or metrics_dir()) / f"{notebook}.json"
     if not path.exists():
         raise FileNotFoundError(f"no metrics at {path}: did the notebook call tl.setup_notebook and tl.record?")

@@ -128,12 +128,29 @@ def test_pairing_by_label_from_separate_pools(cache):
     data = av.make_avdigits(av.AVDigitsConfig(), cache)
     mn = av.mnist()
     for split, pool in (("train", "train"), ("test", "test")):
-        _, img, y = data[split]
+        (_, img), y = getattr(data, split).inputs, getattr(data, split).y
         pool_x = mn[f"{pool}_x"].float() / 255.0
         pool_y = mn[f"{pool}_y"]
         for i in range(0, len(y), 97):  # the paired image is in the right pool and shows the same digit
             match = (pool_x == img[i, 0]).flatten(1).all(1).nonzero().squeeze(1)
             assert len(match) >= 1 and int(pool_y[match[0]]) == int(y[i])
-    assert {k: len(v[2]) for k, v in data.items() if k != "meta"} == {"train": 2430, "val": 270, "test": 300}
+    assert data.sizes() == {"train": 2430, "val": 270, "test": 300}
     same = av.make_avdigits(av.AVDigitsConfig(), cache)
-    torch.testing.assert_close(same["train"][1], data["train"][1])  # seeded
+    torch.testing.assert_close(same.train.inputs[1], data.train.inputs[1])  # seeded
+    torch.testing.assert_close(same.train.y, data.train.y)
+
+
+def test_splits_are_shuffled_and_subsets_stratified(cache):
+    """The FAST bug of notebook 05: a prefix of a digit-sorted split held digits 0-3 only."""
+    data = av.make_avdigits(av.default_config(), cache)
+    for part in (data.train, data.val, data.test):
+        first = part.y[: len(part) // 4]
+        assert len(torch.unique(first)) == 10                             # no prefix is sorted by digit
+        assert part.class_counts(10) == part.y.bincount(minlength=10).tolist()
+    sub = data.train.stratified_subset(960, seed=0)
+    counts = sub.class_counts(10)
+    assert len(sub) == 960 and min(counts) > 0
+    full = torch.tensor(data.train.class_counts(10), dtype=torch.float64)
+    # every class keeps its share of the 960 to within one sample (largest-remainder rounding)
+    assert (torch.tensor(counts) - 960 * full / full.sum()).abs().max() < 1.0
+    assert (data.train.extras["index"] >= 5).all() and (data.test.extras["index"] < 5).all()

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from tcmax_lib import cremad as cx
+from tcmax_lib import cli
 from tcmax_lib.data import cremad as cd
+from tcmax_lib.data import cremad_cache as cc
 from tcmax_lib.data import download as dl
 
 pytestmark = pytest.mark.skipif(
@@ -27,9 +28,9 @@ def test_manifest_and_splits_facts():
     assert len(table) == 7442
     test = cd.ogm_test_clips()
     assert len(test) == len(set(test)) == 744 and set(test) <= set(table)
-    idx = cd.split_indices(sorted(table), "ogm", val_fraction=0.0)
+    idx = cc.split_indices(sorted(table), "ogm", val_fraction=0.0)
     assert (len(idx["train"]), len(idx["test"])) == (6698, 744)
-    sp = cd.split_indices(cd.subset("teaching"), "speaker", seed=1)
+    sp = cc.split_indices(cd.subset("teaching"), "speaker", seed=1)
     clips = cd.subset("teaching")
     actors = lambda part: {cd.parse(clips[i])["actor"] for i in sp[part].tolist()}
     assert not actors("test") & (actors("train") | actors("val"))      # speaker-independent
@@ -89,23 +90,23 @@ def test_download_mismatch_and_resume(tmp_path):
 def test_cache_roundtrip_and_rebuild(tmp_path, capsys):
     preset = cd.with_size(cd.PRESETS["ogm"], 64)
     clips = cd.subset("offline")
-    root = cd.build_cache(clips, preset, tmp_path, workers=1, progress=False)
-    cache = cd.load_cache(root)
+    root = cc.build_cache(clips, preset, tmp_path, workers=1, progress=False)
+    cache = cc.load_cache(root)
     assert cache["frames"].shape == (6, 3, 3, 64, 64) and cache["frames"].dtype == torch.uint8
     assert cache["specs"].shape == (6, 1, 257, 188) and cache["specs"].dtype == torch.float16
     assert torch.isfinite(cache["specs"].float()).all()
     assert cache["labels"].tolist() == [cd.parse(c)["label"] for c in clips]
     (root / "frames.npy").write_bytes(b"garbage")                          # damaged cache is rebuilt
-    root2 = cd.build_cache(clips, preset, tmp_path, workers=1, progress=False)
+    root2 = cc.build_cache(clips, preset, tmp_path, workers=1, progress=False)
     assert "rebuilding" in capsys.readouterr().out
-    assert torch.equal(cd.load_cache(root2)["frames"], cache["frames"])
+    assert torch.equal(cc.load_cache(root2)["frames"], cache["frames"])
 
 
 def test_augment_frames_shapes_and_ranges():
     frames = torch.randint(0, 256, (2, 3, 3, 32, 32), dtype=torch.uint8)
-    out = cx.augment_frames(frames, torch.Generator().manual_seed(0))
+    out = cc.augment_frames(frames, torch.Generator().manual_seed(0))
     assert out.shape == (2, 3, 3, 32, 32) and out.min() >= 0 and out.max() <= 1
-    full = cx.augment_frames(frames, torch.Generator().manual_seed(0), scale=(1.0, 1.0), ratio=(1.0, 1.0))
+    full = cc.augment_frames(frames, torch.Generator().manual_seed(0), scale=(1.0, 1.0), ratio=(1.0, 1.0))
     # a full-size crop is the image itself or its mirror image
     img = frames.float() / 255
     same = torch.isclose(full, img, atol=1e-5).flatten(2).all(2)
@@ -115,7 +116,7 @@ def test_augment_frames_shapes_and_ranges():
 
 def test_cli_trains_end_to_end(tmp_path, capsys):
     out = tmp_path / "res.csv"
-    cx.main(["train", "--subset", "offline", "--method", "joint,tcmax", "--epochs", "1", "--seeds", "1",
+    cli.main(["cremad", "train", "--subset", "offline", "--method", "joint,tcmax", "--epochs", "1", "--seeds", "1",
              "--frame-size", "64", "--batch-size", "4", "--device", "cpu", "--workers", "1", "--out", str(out)])
     text = capsys.readouterr().out
     assert "tcmax seed 0: test acc" in text and out.exists()

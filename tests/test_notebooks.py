@@ -82,10 +82,14 @@ def check_04(m):
 def check_05(m):
     # the official FSDD split (index 0-4 = test) and a 10 % stratified validation carve-out: exact counts
     assert m["sizes"] == {"train": 2430, "val": 270, "test": 300}
+    # FAST trains on a stratified 960-pair subset: every digit is there, in its share (~96 each)
+    counts = m["train_class_counts"]
+    assert len(counts) == 10 and sum(counts) == 960 and min(counts) >= 80
     res = m["results"]
     for method in ("joint", "unimodal", "ogm_ge", "tcmax"):
-        # FAST: 960 pairs, 4 epochs (60 steps); every method must clearly beat 10-class chance (0.1)
-        assert res[method]["acc"] > 0.2, method
+        # FAST: 960 pairs, 4 epochs (60 steps). A model that knew only 4 digits would score <= 0.4 on the
+        # 10-digit test set; every method must be well above that (the image modality alone learns fast)
+        assert res[method]["acc"] > 0.5, method
         assert 0.0 <= res[method]["probe_audio"] <= 1.0 and 0.0 <= res[method]["probe_visual"] <= 1.0
 
 

@@ -9,7 +9,8 @@ from tcmax_lib import plotting, runtime
 
 
 @pytest.mark.parametrize("value,expected", [(True, True), (False, False), ("1", True), ("true", True),
-                                            ("FALSE", False), ("0", False), (1, True), (0, False)])
+                                            ("FALSE", False), ("0", False), (1, True), (0, False),
+                                            ("fast", True), ("FULL", False)])
 def test_resolve_fast_explicit(value, expected):
     assert tl.resolve_fast(value) is expected
 
@@ -24,8 +25,9 @@ def test_resolve_fast_env(monkeypatch):
 
 
 def test_resolve_fast_rejects_garbage():
-    with pytest.raises(ValueError, match="not a boolean"):
-        tl.resolve_fast("maybe")
+    for bad in ("maybe", "", " "):
+        with pytest.raises(ValueError, match="not understood"):
+            tl.resolve_fast(bad)
 
 
 def test_pick_device_cpu(capsys):

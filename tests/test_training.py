@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from tcmax_lib import diagnostics, methods, models
+from tcmax_lib.data.splits import Split
 from tcmax_lib.data.toy import ToyConfig, bayes_accuracy, bayes_posterior, sample_toy
 from tcmax_lib.train import TrainConfig, fit
 
@@ -43,7 +44,7 @@ def test_ogm_ge_coefficient_and_window():
     loss.backward()
     before = [p.grad.clone() for p in model.encoders[0].parameters()]
     logs = m.after_backward(model, out, y, epoch=0)
-    ratio = diagnostics.ogm_ratio(out.modality_logits, y)
+    ratio = methods.ogm_ratio(out.modality_logits, y)
     assert logs["ogm_ratio"] == pytest.approx(ratio) and ratio > 1
     assert logs["coeff_0"] == pytest.approx(1 - math.tanh(0.8 * ratio)) and logs["coeff_1"] == 1.0
     for p, g in zip(model.encoders[0].parameters(), before):
@@ -59,8 +60,10 @@ def test_ogm_ge_coefficient_and_window():
 def test_fit_restores_best_validation_weights():
     cfg = ToyConfig(interaction=False, n_noise=2)
     gen = torch.Generator().manual_seed(0)
-    train = sample_toy(512, cfg, gen)[:3]
-    val = sample_toy(256, cfg, gen)[:3]
+    xa, xv, y, _, _ = sample_toy(512, cfg, gen)
+    train = Split((xa, xv), y)
+    xa, xv, y, _, _ = sample_toy(256, cfg, gen)
+    val = Split((xa, xv), y)
     torch.manual_seed(0)
     model = models.make_model([models.MLPEncoder(cfg.dims[0], 16, 8), models.MLPEncoder(cfg.dims[1], 16, 8)],
                               "concat", 2)

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from .download import ChecksumError, data_dir, fetch, read_sha256sums, safe_extract_tar, sha256_file
+from .splits import Split, Splits, shuffled
 
 FSDD_URL = "https://github.com/Jakobovski/free-spoken-digit-dataset/archive/refs/tags/v1.0.10.tar.gz"
 FSDD_ARCHIVE = "free-spoken-digit-dataset-1.0.10.tar.gz"
@@ -39,7 +40,7 @@ def _manifest(name: str) -> dict[str, str]:
 
 # ----------------------------------------------------------------------------- FSDD
 def fsdd_recordings(cache_dir: Path | None = None) -> Path:
-    """Folder with the 3,000 verified FSDD recordings (download + extract on first use)."""
+    """Folder with the 3,000 verified FSDD recordings (download + extract on first use) (notebook 05)."""
     root = (Path(cache_dir) if cache_dir else data_dir()) / "fsdd"
     manifest = _manifest("fsdd_v1.0.10.sha256")
     folder = root / "recordings"
@@ -62,7 +63,7 @@ def fsdd_recordings(cache_dir: Path | None = None) -> Path:
 
 
 def verify_recordings(folder: Path) -> None:
-    """Check every recording against the committed SHA-256 manifest; a bad one is deleted and named."""
+    """Check every recording against the committed SHA-256 manifest; a bad one is deleted and named (notebook 05)."""
     manifest = _manifest("fsdd_v1.0.10.sha256")
     root = folder.parent
     for name, digest in manifest.items():
@@ -76,7 +77,7 @@ def verify_recordings(folder: Path) -> None:
 
 
 def read_wav(path: Path) -> torch.Tensor:
-    """Read a mono 16-bit 8 kHz wav as float32 in [-1, 1]; anything else is an error naming the file."""
+    """Read a mono 16-bit 8 kHz wav as float32 in [-1, 1]; anything else is an error naming the file (notebook 05)."""
     with wave.open(str(path)) as w:
         if w.getframerate() != SAMPLE_RATE or w.getnchannels() != 1 or w.getsampwidth() != 2:
             raise ValueError(f"{path.name}: expected mono 16-bit {SAMPLE_RATE} Hz, got {w.getnchannels()} channel(s), "
@@ -88,7 +89,7 @@ def read_wav(path: Path) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class AudioFeatures:
-    """Log-mel preprocessing; every field is part of the cache file name."""
+    """Log-mel preprocessing; every field is part of the cache file name (notebook 05)."""
 
     n_fft: int = 256          # 32 ms window at 8 kHz
     hop: int = 80             # 10 ms
@@ -103,7 +104,7 @@ class AudioFeatures:
 
 
 def mel_filterbank(n_fft: int, n_mels: int, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
-    """Triangular HTK-mel filterbank [n_mels, n_fft // 2 + 1]."""
+    """Triangular HTK-mel filterbank [n_mels, n_fft // 2 + 1] (notebook 05)."""
     def hz_to_mel(f): return 2595.0 * math.log10(1.0 + f / 700.0)
     mels = torch.linspace(hz_to_mel(0.0), hz_to_mel(sample_rate / 2), n_mels + 2)
     hz = 700.0 * (10 ** (mels / 2595.0) - 1.0)                              # [n_mels + 2]
@@ -115,7 +116,7 @@ def mel_filterbank(n_fft: int, n_mels: int, sample_rate: int = SAMPLE_RATE) -> t
 
 
 def log_mel(waves: torch.Tensor, cfg: AudioFeatures) -> torch.Tensor:
-    """Log-mel spectrogram of fixed-length waves [N, T] -> [N, n_mels, frames]."""
+    """Log-mel spectrogram of fixed-length waves [N, T] -> [N, n_mels, frames] (notebook 05)."""
     window = torch.hann_window(cfg.n_fft, device=waves.device)
     spec = torch.stft(waves, cfg.n_fft, cfg.hop, window=window, center=True, return_complex=True)  # [N, F, frames]
     power = spec.abs() ** 2
@@ -130,7 +131,7 @@ def _fixed_length(wave_: torch.Tensor, n: int) -> torch.Tensor:
 
 
 def audio_features(cfg: AudioFeatures = AudioFeatures(), cache_dir: Path | None = None) -> dict:
-    """Log-mel features of all 3,000 recordings (fp16), cached; keys: x, digit, speaker, index, names."""
+    """Log-mel features of all 3,000 recordings (fp16), cached; keys: x, digit, speaker, index, names (notebook 05)."""
     root = (Path(cache_dir) if cache_dir else data_dir()) / "fsdd"
     path = root / f"features_{cfg.key()}.pt"
     if path.exists():
@@ -169,7 +170,10 @@ def _parse_idx(raw: bytes) -> torch.Tensor:
 
 
 def mnist(cache_dir: Path | None = None) -> dict[str, torch.Tensor]:
-    """MNIST as uint8 tensors {train_x [60000, 28, 28], train_y, test_x, test_y}, verified on the raw bytes."""
+    """MNIST as uint8 tensors {train_x [60000, 28, 28], train_y, test_x, test_y}, verified on the raw bytes.
+
+    Introduced in notebook 05.
+    """
     manifest = _manifest("mnist_uncompressed.sha256")
     out = {}
     for name in MNIST_FILES:
@@ -191,7 +195,7 @@ def mnist(cache_dir: Path | None = None) -> dict[str, torch.Tensor]:
 # ----------------------------------------------------------------------------- pairing
 @dataclass(frozen=True)
 class AVDigitsConfig:
-    """Pairing and difficulty knobs (image noise / occlusion applied once, seeded)."""
+    """Pairing and difficulty knobs (image noise / occlusion applied once, seeded) (notebook 05)."""
 
     audio: AudioFeatures = AudioFeatures()
     image_noise: float = 0.0       # std of Gaussian pixel noise (pixels in [0, 1])
@@ -224,13 +228,25 @@ def _degrade(img: torch.Tensor, cfg: AVDigitsConfig, gen: torch.Generator) -> to
     return x
 
 
-def make_avdigits(cfg: AVDigitsConfig = AVDigitsConfig(), cache_dir: Path | None = None) -> dict:
-    """Train/val/test splits {split: (audio [N,1,M,T] fp32, image [N,1,28,28] fp32, y [N])} plus metadata."""
+def default_config(seed: int = 0) -> AVDigitsConfig:
+    """The series' AV-digits difficulty: speech in white noise at 0 dB SNR, digits with pixel noise 0.3 (nb 05).
+
+    Images are then the fast, dominant modality and speech the slow, weaker one.
+    """
+    return AVDigitsConfig(audio=AudioFeatures(snr_db=0.0), image_noise=0.3, occlusion=0.0, seed=seed)
+
+
+def make_avdigits(cfg: AVDigitsConfig = AVDigitsConfig(), cache_dir: Path | None = None) -> Splits:
+    """Train/val/test `Splits`: inputs (audio [N,1,M,T] fp32, image [N,1,28,28] fp32), y [N] (notebook 05).
+
+    Each split is shuffled once with the config's seed, so no split is ordered by digit (a prefix of a
+    sorted split would hold a few classes only); extras hold the FSDD `index` of each recording.
+    """
     feats = audio_features(cfg.audio, cache_dir)
     mn = mnist(cache_dir)
     gen = torch.Generator().manual_seed(cfg.seed)
     is_test = feats["index"] < 5
-    splits = {}
+    parts = {}
     audio = feats["x"].float()
     mean, std = audio[~is_test].mean(), audio[~is_test].std()
     audio = ((audio - mean) / std)[:, None]                                  # [3000, 1, n_mels, frames]
@@ -238,22 +254,23 @@ def make_avdigits(cfg: AVDigitsConfig = AVDigitsConfig(), cache_dir: Path | None
         idx = mask.nonzero().squeeze(1)
         y = feats["digit"][idx]
         img = _degrade(_pair_images(y, mn[f"{pool}_x"], mn[f"{pool}_y"], gen), cfg, gen)[:, None]
-        splits[split] = (audio[idx], img, y)
+        parts[split] = Split((audio[idx], img), y, {"index": feats["index"][idx]})
     # validation carved from train, stratified by digit and seeded
-    a, i, y = splits["train"]
+    y = parts["train"].y
     val_idx = torch.cat([(y == d).nonzero().squeeze(1)[torch.randperm(int((y == d).sum()), generator=gen)
                          [: int(round(cfg.val_fraction * int((y == d).sum())))]] for d in range(10)])
     keep = torch.ones(len(y), dtype=torch.bool)
     keep[val_idx] = False
-    splits["val"] = (a[val_idx], i[val_idx], y[val_idx])
-    splits["train"] = (a[keep], i[keep], y[keep])
-    speakers = feats["speaker"]
-    splits["meta"] = {"speakers": sorted(set(speakers)), "audio_shape": tuple(audio.shape[1:])}
-    return splits
+    train, val, test = parts["train"].index(keep), parts["train"].index(val_idx), parts["test"]
+    shuffle_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
+    train, val, test = (shuffled(s, shuffle_seed + k) for k, s in enumerate((train, val, test)))
+    meta = {"speakers": sorted(set(feats["speaker"])), "audio_shape": tuple(audio.shape[1:]), "num_classes": 10,
+            "config": cfg}
+    return Splits(train, val, test, meta)
 
 
 def load_recording(name: str, cache_dir: Path | None = None) -> torch.Tensor:
-    """Waveform of one FSDD recording by file name (e.g. '3_jackson_12.wav'), for listening."""
+    """Waveform of one FSDD recording by file name (e.g. '3_jackson_12.wav'), for listening (notebook 05)."""
     folder = fsdd_recordings(cache_dir)
     path = folder / name
     if not path.exists():

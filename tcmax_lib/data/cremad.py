@@ -1,4 +1,6 @@
-"""CREMA-D (Cao et al. 2014): download, decode, preprocess once into a compact cache, split.
+"""CREMA-D (Cao et al. 2014): clip lists, verified download, decoding and the two preprocessing presets.
+
+The cache, the splits, frame augmentation and `prepare` live in `cremad_cache` (notebook 06).
 
 Each `VideoFlash/<clip>.flv` holds VP6 video (480x360, ~30 fps) and its MP3 audio (44.1 kHz mono);
 PyAV (FFmpeg bundled in the `av` wheel) decodes both. Files come from the CREMA-D repository at a
@@ -17,8 +19,6 @@ import gzip
 import hashlib
 import json
 import math
-import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from importlib import resources
 from pathlib import Path
@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .download import data_dir, fetch
+from .download import fetch
 
 REVISION = "1658cd342dff90010aa843eaeebd53610a08b1dc"
 MEDIA_URL = f"https://media.githubusercontent.com/media/CheyneyComputerScience/CREMA-D/{REVISION}/"
@@ -43,7 +43,7 @@ BAD_CLIPS = {  # from the CREMA-D README; excluded everywhere, with the reason l
 
 @dataclass(frozen=True)
 class CremadPreset:
-    """Audio and frame preprocessing of one literature recipe."""
+    """Audio and frame preprocessing of one literature recipe (notebook 06)."""
 
     name: str = "ogm"
     sample_rate: int = 22050
@@ -72,7 +72,7 @@ PRESETS = {"ogm": CremadPreset(),
 
 # ----------------------------------------------------------------------------- clip lists
 def manifest() -> dict[str, tuple[str, int]]:
-    """{clip: (sha256, size)} for all 7,442 VideoFlash files at the pinned revision."""
+    """{clip: (sha256, size)} for all 7,442 VideoFlash files at the pinned revision (notebook 06)."""
     with resources.as_file(resources.files("tcmax_lib.data") / "manifests" / "cremad_videoflash.tsv.gz") as p:
         rows = gzip.decompress(p.read_bytes()).decode().splitlines()[1:]
     out = {}
@@ -83,13 +83,13 @@ def manifest() -> dict[str, tuple[str, int]]:
 
 
 def ogm_test_clips() -> list[str]:
-    """The 744 test clips of the OGM-GE split (everything else is training: 6,698)."""
+    """The 744 test clips of the OGM-GE split (everything else is training: 6,698) (notebook 06)."""
     with resources.as_file(resources.files("tcmax_lib.data") / "manifests" / "cremad_ogm_test.txt") as p:
         return [ln.strip() for ln in p.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
 
 
 def parse(clip: str) -> dict:
-    """Fields of a clip name `{actor}_{sentence}_{emotion}_{level}`."""
+    """Fields of a clip name `{actor}_{sentence}_{emotion}_{level}` (notebook 06)."""
     actor, sentence, emotion, level = clip.split("_")
     if emotion not in EMOTIONS:
         raise ValueError(f"{clip}: emotion {emotion!r} is not one of {EMOTIONS}.")
@@ -99,7 +99,7 @@ def parse(clip: str) -> dict:
 
 def subset(name: str = "offline") -> list[str]:
     """Clip lists: 'offline' (1001 x DFA, the 6 clips of the offline mirror), 'teaching' (sentence DFA x
-    91 actors x 6 emotions = 546 clips, ~161 MB), 'actors20' (actors 1001-1020), 'all' (7,442)."""
+    91 actors x 6 emotions = 546 clips, ~161 MB), 'actors20' (actors 1001-1020), 'all' (7,442). Notebook 06."""
     clips = sorted(manifest())
     if name == "offline":
         return [c for c in clips if c.startswith("1001_DFA_")]
@@ -113,7 +113,7 @@ def subset(name: str = "offline") -> list[str]:
 
 
 def drop_bad(clips: list[str], log: bool = True) -> list[str]:
-    """Remove the known bad clips, printing each reason."""
+    """Remove the known bad clips, printing each reason (notebook 06)."""
     for c in clips:
         if c in BAD_CLIPS and log:
             print(f"excluding {c}: {BAD_CLIPS[c]}")
@@ -121,7 +121,7 @@ def drop_bad(clips: list[str], log: bool = True) -> list[str]:
 
 
 def download(clips: list[str], cache_dir: Path | None = None, progress: bool = True) -> list[Path]:
-    """Fetch and verify each clip's .flv (resumable: verified files are skipped, partial ones resumed)."""
+    """Fetch and verify each clip's .flv (resumable: verified files are skipped, partial ones resumed) (notebook 06)."""
     table = manifest()
     paths = []
     for clip in tqdm(clips, desc="CREMA-D clips", disable=not progress or None):
@@ -134,7 +134,7 @@ def download(clips: list[str], cache_dir: Path | None = None, progress: bool = T
 
 # ----------------------------------------------------------------------------- decoding
 def decode_audio(path: Path, sample_rate: int) -> torch.Tensor:
-    """Mono float32 waveform of a clip's audio track, resampled by FFmpeg (libswresample)."""
+    """Mono float32 waveform of a clip's audio track, resampled by FFmpeg (libswresample) (notebook 06)."""
     import av
 
     with av.open(str(path)) as container:
@@ -153,7 +153,10 @@ def decode_audio(path: Path, sample_rate: int) -> torch.Tensor:
 
 
 def decode_frames(path: Path, frames: int, fps: float) -> torch.Tensor:
-    """`frames` RGB frames, the first of each 1/fps interval (last repeated if short): uint8 [F, 3, H, W]."""
+    """`frames` RGB frames, the first of each 1/fps interval (last repeated if short): uint8 [F, 3, H, W].
+
+    Introduced in notebook 06.
+    """
     import av
 
     picked = []
@@ -171,7 +174,7 @@ def decode_frames(path: Path, frames: int, fps: float) -> torch.Tensor:
 
 
 def spectrogram(wave: torch.Tensor, preset: CremadPreset, clip: str = "") -> torch.Tensor:
-    """Log-magnitude STFT of the preset's fixed-length crop: [1, n_fft/2 + 1, frames] float32."""
+    """Log-magnitude STFT of the preset's fixed-length crop: [1, n_fft/2 + 1, frames] float32 (notebook 06)."""
     n = int(round(preset.seconds * preset.sample_rate))
     need = max(int(round(preset.repeat_to * preset.sample_rate)), n)
     reps = math.ceil(need / max(wave.numel(), 1))
@@ -188,119 +191,19 @@ def spectrogram(wave: torch.Tensor, preset: CremadPreset, clip: str = "") -> tor
 
 
 def resize_frames(frames: torch.Tensor, size: int) -> torch.Tensor:
-    """Bilinear (antialiased) resize of uint8 frames [F, 3, H, W] to [F, 3, size, size]."""
+    """Bilinear (antialiased) resize of uint8 frames [F, 3, H, W] to [F, 3, size, size] (notebook 06)."""
     out = F.interpolate(frames.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     return out.round().clamp(0, 255).to(torch.uint8)
 
 
 def preprocess_clip(path: Path, preset: CremadPreset) -> tuple[np.ndarray, np.ndarray]:
-    """One clip -> (frames uint8 [F, 3, S, S], spectrogram float16 [1, H, W])."""
+    """One clip -> (frames uint8 [F, 3, S, S], spectrogram float16 [1, H, W]) (notebook 06)."""
     clip = Path(path).stem
     frames = resize_frames(decode_frames(path, preset.frames, preset.fps), preset.frame_size)
     spec = spectrogram(decode_audio(path, preset.sample_rate), preset, clip)
     return frames.numpy(), spec.half().numpy()
 
 
-class _Serial:
-    """In-process stand-in for ProcessPoolExecutor (workers=1)."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def map(self, fn, jobs, chunksize: int = 1):
-        return map(fn, jobs)
-
-
-def _work(args):
-    path, preset = args
-    torch.set_num_threads(1)
-    return preprocess_clip(path, preset)
-
-
-# ----------------------------------------------------------------------------- cache
-def build_cache(clips: list[str], preset: CremadPreset = PRESETS["ogm"], cache_dir: Path | None = None,
-                workers: int | None = None, progress: bool = True) -> Path:
-    """Decode every clip once into memory-mapped arrays; the index.json written last marks completion."""
-    root = (Path(cache_dir) if cache_dir else data_dir()) / "cremad" / "cache" / preset.key()
-    index = root / "index.json"
-    if index.exists():
-        meta = json.loads(index.read_text())
-        if meta["clips"] == clips and meta["preset"] == asdict(preset) and _sizes_ok(root, meta):
-            return root
-        print(f"{root.name}: cache does not match the requested clips/preset or is damaged; rebuilding")
-        index.unlink()
-    paths = download(clips, cache_dir, progress)
-    root.mkdir(parents=True, exist_ok=True)
-    s, (h, w) = preset.frame_size, preset.spec_shape
-    frames = np.lib.format.open_memmap(root / "frames.npy.part", "w+", np.uint8, (len(clips), preset.frames, 3, s, s))
-    specs = np.lib.format.open_memmap(root / "specs.npy.part", "w+", np.float16, (len(clips), 1, h, w))
-    workers = workers or min(os.cpu_count() or 1, 8)
-    jobs = [(p, preset) for p in paths]
-    with ProcessPoolExecutor(workers) if workers > 1 else _Serial() as pool:
-        results = pool.map(_work, jobs, chunksize=4)
-        for i, (f, sp) in enumerate(tqdm(results, total=len(jobs), desc="decoding", disable=not progress or None)):
-            if sp.shape != specs.shape[1:]:
-                raise ValueError(f"{clips[i]}: spectrogram shape {sp.shape}, the preset expects {specs.shape[1:]}.")
-            frames[i], specs[i] = f, sp
-    frames.flush(), specs.flush()
-    del frames, specs
-    (root / "frames.npy.part").replace(root / "frames.npy")
-    (root / "specs.npy.part").replace(root / "specs.npy")
-    meta = {"clips": clips, "preset": asdict(preset), "labels": [parse(c)["label"] for c in clips]}
-    index.write_text(json.dumps(meta))
-    return root
-
-
-def _sizes_ok(root: Path, meta: dict) -> bool:
-    try:
-        f = np.load(root / "frames.npy", mmap_mode="r")
-        s = np.load(root / "specs.npy", mmap_mode="r")
-    except (OSError, ValueError):
-        return False
-    return f.shape[0] == s.shape[0] == len(meta["clips"])
-
-
-def load_cache(root: Path) -> dict:
-    """Cached arrays as tensors: frames uint8 [N, F, 3, S, S], specs float16 [N, 1, H, W], labels, clips."""
-    meta = json.loads((Path(root) / "index.json").read_text())
-    return {"frames": torch.from_numpy(np.load(root / "frames.npy")),
-            "specs": torch.from_numpy(np.load(root / "specs.npy")),
-            "labels": torch.tensor(meta["labels"]), "clips": meta["clips"],
-            "preset": CremadPreset(**meta["preset"])}
-
-
-# ----------------------------------------------------------------------------- splits
-def split_indices(clips: list[str], kind: str = "ogm", val_fraction: float = 0.2, test_actors: float = 0.1,
-                  seed: int = 0) -> dict[str, torch.Tensor]:
-    """Indices into `clips` for train/val/test.
-
-    'ogm': the 6,698/744 split of OGM-GE (actors mixed across splits); 'speaker': whole actors held out
-    (`test_actors` of them). Validation is a seeded `val_fraction` of the training part (the paper: 20 %).
-    """
-    gen = torch.Generator().manual_seed(seed)
-    if kind == "ogm":
-        test_set = set(ogm_test_clips())
-        is_test = torch.tensor([c in test_set for c in clips])
-    elif kind == "speaker":
-        actors = sorted({parse(c)["actor"] for c in clips})
-        perm = torch.randperm(len(actors), generator=gen).tolist()
-        n_test = max(1, int(round(test_actors * len(actors)))) if len(actors) > 1 else 0
-        held = {actors[i] for i in perm[:n_test]}
-        is_test = torch.tensor([parse(c)["actor"] in held for c in clips])
-    else:
-        raise ValueError(f"split {kind!r} unknown; use 'ogm' or 'speaker'.")
-    train = (~is_test).nonzero().squeeze(1)
-    test = is_test.nonzero().squeeze(1)
-    perm = train[torch.randperm(len(train), generator=gen)]
-    n_val = int(round(val_fraction * len(train)))
-    if val_fraction > 0 and len(train) > 1:
-        n_val = max(1, n_val)  # tiny subsets still get a validation clip
-    return {"train": perm[n_val:].sort().values, "val": perm[:n_val].sort().values, "test": test}
-
-
 def with_size(preset: CremadPreset, frame_size: int) -> CremadPreset:
-    """The same preset with another frame size (a different cache)."""
+    """The same preset with another frame size (a different cache) (notebook 06)."""
     return replace(preset, frame_size=frame_size)

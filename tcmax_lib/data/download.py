@@ -24,21 +24,21 @@ CHUNK = 1 << 20
 
 
 class ChecksumError(RuntimeError):
-    """A file's SHA-256 does not match the manifest."""
+    """A file's SHA-256 does not match the manifest (notebook 05)."""
 
 
 class DataUnavailableError(RuntimeError):
-    """A file is neither cached, nor in the mirror, nor downloadable."""
+    """A file is neither cached, nor in the mirror, nor downloadable (notebook 05)."""
 
 
 def data_dir() -> Path:
-    """Cache root: env TCMAX_DATA_DIR, else <repo>/data."""
+    """Cache root: env TCMAX_DATA_DIR, else <repo>/data (notebook 05)."""
     env = os.environ.get("TCMAX_DATA_DIR")
     return Path(env).expanduser() if env else repo_root() / "data"
 
 
 def mirror_dir() -> Path | None:
-    """Offline mirror root from env TCMAX_DATA_MIRROR (None when unset)."""
+    """Offline mirror root from env TCMAX_DATA_MIRROR (None when unset) (notebook 05)."""
     env = os.environ.get("TCMAX_DATA_MIRROR")
     if not env:
         return None
@@ -49,7 +49,7 @@ def mirror_dir() -> Path | None:
 
 
 def sha256_file(path: Path) -> str:
-    """SHA-256 hex digest of a file, streamed."""
+    """SHA-256 hex digest of a file, streamed (notebook 05)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(CHUNK), b""):
@@ -58,7 +58,7 @@ def sha256_file(path: Path) -> str:
 
 
 def verify(path: Path, sha256: str, source: str = "") -> None:
-    """Raise ChecksumError (and delete the file) when `path` does not hash to `sha256`."""
+    """Raise ChecksumError (and delete the file) when `path` does not hash to `sha256` (notebook 05)."""
     actual = sha256_file(path)
     if actual != sha256.lower():
         path.unlink(missing_ok=True)
@@ -105,6 +105,7 @@ def fetch(url: str | None, *, sha256: str | None, dataset: str, filename: str | 
 
     `sha256=None` is only for files whose bytes are not stable upstream (GitHub tag archives,
     re-compressed .gz); the caller must then verify the content it extracts.
+    Introduced in notebook 05.
     """
     filename = filename or Path(str(url)).name
     cache_dir = Path(cache_dir) if cache_dir is not None else data_dir()
@@ -141,7 +142,7 @@ def fetch(url: str | None, *, sha256: str | None, dataset: str, filename: str | 
 
 
 def safe_extract_tar(archive: Path, dest: Path, members: list[str] | None = None) -> list[Path]:
-    """Extract a tar archive into `dest`, refusing absolute paths, '..', links and devices."""
+    """Extract a tar archive into `dest`, refusing absolute paths, '..', links and devices (notebook 05)."""
     dest = Path(dest).resolve()
     out = []
     with tarfile.open(archive) as tar:
@@ -167,7 +168,7 @@ def safe_extract_tar(archive: Path, dest: Path, members: list[str] | None = None
 
 
 def read_sha256sums(path: Path) -> dict[str, str]:
-    """Parse a `sha256sum`-style manifest into {relative path: hash}."""
+    """Parse a `sha256sum`-style manifest into {relative path: hash} (notebook 05)."""
     table = {}
     for line in Path(path).read_text().splitlines():
         if line.strip():

@@ -16,10 +16,12 @@ from dataclasses import dataclass
 
 import torch
 
+from .splits import Split, Splits
+
 
 @dataclass
 class ToyConfig:
-    """Signal strengths (in noise standard deviations) and sizes of the toy problem."""
+    """Signal strengths (in noise standard deviations) and sizes of the toy problem (notebook 03)."""
 
     audio_margin: float = 2.0          # b1 in audio: Bayes accuracy Phi(m_a) = 0.977
     visual_margin: float = 1.5         # b1 in visual via XOR: p^2 + (1-p)^2 = 0.875, p = Phi(m_v)
@@ -42,7 +44,7 @@ def _phi(x: float) -> float:
 
 
 def sample_toy(n: int, cfg: ToyConfig, generator: torch.Generator | None = None):
-    """Draw n samples: returns (x_audio [n, da], x_visual [n, dv], y [n], b1 [n], b2 [n])."""
+    """Draw n samples: returns (x_audio [n, da], x_visual [n, dv], y [n], b1 [n], b2 [n]) (notebook 03)."""
     g = generator
     b1 = torch.randint(0, 2, (n,), generator=g)
     b2 = torch.randint(0, 2, (n,), generator=g) if cfg.interaction else torch.zeros(n, dtype=torch.long)
@@ -64,7 +66,7 @@ def sample_toy(n: int, cfg: ToyConfig, generator: torch.Generator | None = None)
 
 
 def bayes_posterior(xa: torch.Tensor, xv: torch.Tensor, cfg: ToyConfig, use: str = "both") -> torch.Tensor:
-    """Exact p(y | inputs) [n, C] using 'audio', 'visual' or 'both' modalities."""
+    """Exact p(y | inputs) [n, C] using 'audio', 'visual' or 'both' modalities (notebook 03)."""
     n = xa.shape[0]
     zero = torch.zeros(n, dtype=torch.float64)
     xa, xv = xa.double(), xv.double()
@@ -89,7 +91,7 @@ def _logcosh(x: torch.Tensor) -> torch.Tensor:
 
 
 def bayes_accuracy(cfg: ToyConfig, n_mc: int = 400_000, seed: int = 0) -> dict[str, float]:
-    """Bayes accuracy of y from audio, visual and both (Monte Carlo), plus closed forms where they exist."""
+    """Bayes accuracy of y from audio, visual and both (Monte Carlo) + closed forms (notebook 03)."""
     xa, xv, y, b1, b2 = sample_toy(n_mc, cfg, torch.Generator().manual_seed(seed))
     out = {use: float((bayes_posterior(xa, xv, cfg, use).argmax(1) == y).double().mean())
            for use in ("audio", "visual", "both")}
@@ -103,7 +105,12 @@ def bayes_accuracy(cfg: ToyConfig, n_mc: int = 400_000, seed: int = 0) -> dict[s
     return out
 
 
-def make_toy_splits(cfg: ToyConfig, n_train: int = 4000, n_val: int = 2000, n_test: int = 10000, seed: int = 0):
-    """Seeded train/val/test splits, each a tuple (x_audio, x_visual, y, b1, b2)."""
+def make_toy_splits(cfg: ToyConfig, n_train: int = 4000, n_val: int = 2000, n_test: int = 10000,
+                    seed: int = 0) -> Splits:
+    """Seeded train/val/test `Splits` (inputs audio, visual; extras b1, b2), iid draws (notebook 03)."""
     g = torch.Generator().manual_seed(seed)
-    return tuple(sample_toy(n, cfg, g) for n in (n_train, n_val, n_test))
+    parts = []
+    for n in (n_train, n_val, n_test):
+        xa, xv, y, b1, b2 = sample_toy(n, cfg, g)
+        parts.append(Split((xa, xv), y, {"b1": b1, "b2": b2}))
+    return Splits(*parts, meta={"config": cfg, "num_classes": cfg.num_classes})

@@ -1,0 +1,120 @@
+"""The `tcmax` command line: one entry point for the series runner and the CREMA-D experiments.
+
+    tcmax series run [--full] [--only 04]          # execute notebooks with papermill (make run)
+    tcmax series store-outputs [--only 04]         # refresh the outputs nbval checks
+    tcmax cremad download   --subset teaching
+    tcmax cremad preprocess --subset all --preset ogm --workers 8
+    tcmax cremad train --method joint,tcmax --epochs 100 --seeds 3 --subset all --split ogm
+
+`python -m tcmax_lib ...` is the same command without installing the console script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+
+def _series(args: argparse.Namespace) -> None:
+    from . import series
+    from .runtime import repo_root
+
+    os.environ.setdefault("TQDM_DISABLE", "0")
+    selected = series.notebooks(args.only)
+    if not selected:
+        raise SystemExit(f"no notebook matches {args.only!r}")
+    timings = {}
+    for nb in selected:
+        if args.command == "store-outputs":
+            series.store_outputs(nb)
+            print(f"stored outputs of {nb.name}")
+            continue
+        out, sec = series.execute(nb, repo_root() / "build" / "executed", fast=not args.full, seed=args.seed)
+        timings[nb.name] = round(sec, 1)
+        print(f"{nb.name}: {sec:.1f} s -> {out}")
+    if timings:
+        path = repo_root() / "build" / f"timings_{'full' if args.full else 'fast'}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(timings, indent=1))
+
+
+def _cremad(args: argparse.Namespace) -> None:
+    import torch
+
+    from .data import cremad as cd
+    from .data.cremad_cache import augment_batch, prepare
+    from .experiments import run_grid, summarize
+    from .resnet import resnet_pair_model
+    from .runtime import pick_device
+    from .train import TrainConfig
+
+    if args.command == "download":
+        cd.download(cd.subset(args.subset))
+        return
+    data = prepare(args.subset, args.preset, args.split, args.frame_size, workers=args.workers)
+    if args.command == "preprocess":
+        print(data.sizes())
+        return
+    device = pick_device(args.device)
+
+    def model_fn(seed: int) -> torch.nn.Module:
+        model = resnet_pair_model(len(cd.EMOTIONS), "concat", seed, channels_last=device.type == "cuda")
+        if args.compile:
+            model.encoders = torch.nn.ModuleList([torch.compile(e) for e in model.encoders])
+        return model
+
+    cfg = TrainConfig(epochs=args.epochs, batch_size=min(args.batch_size, len(data.train)), lr=args.lr,
+                      optimizer="sgd", lr_step=args.lr_step or None, device=device, progress=True,
+                      augment=augment_batch)
+    seeds = [0, 3141, 5926, *range(1, 100)][: args.seeds]  # the paper's scripts: 0, 3141, 5926
+
+    def report(method: str, seed: int, res) -> None:
+        print(f"{method} seed {seed}: test acc {res.metrics['acc']:.4f} (best val epoch {res.metrics['best_epoch']})")
+
+    results, _ = run_grid(args.method.split(","), seeds, data, model_fn, cfg, keep="none", on_run=report)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    results.to_csv(args.out, index=False)
+    print(summarize(results, ("acc", "acc_audio_head", "acc_visual_head"), ci=0.95).to_string())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of `tcmax` (sub-commands `series` and `cremad`)."""
+    ap = argparse.ArgumentParser(prog="tcmax", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="group", required=True)
+    s = sub.add_parser("series", help="execute the notebooks (papermill) or refresh stored outputs")
+    s.add_argument("command", choices=["run", "store-outputs"])
+    s.add_argument("--full", action="store_true", help="FULL mode (default FAST)")
+    s.add_argument("--only", default=None, help="only notebooks whose file name contains this")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=_series)
+    c = sub.add_parser("cremad", help="CREMA-D: download, preprocess, train (notebook 06)")
+    c.add_argument("command", choices=["download", "preprocess", "train"])
+    c.add_argument("--subset", default="offline", choices=["offline", "teaching", "actors20", "all"])
+    c.add_argument("--preset", default="ogm", choices=["ogm", "tcmax"])
+    c.add_argument("--split", default="ogm", choices=["ogm", "speaker"])
+    c.add_argument("--frame-size", type=int, default=None)
+    c.add_argument("--workers", type=int, default=None)
+    c.add_argument("--method", default="tcmax", help="joint, unimodal, ogm_ge, tcmax, or a comma list")
+    c.add_argument("--epochs", type=int, default=100)
+    c.add_argument("--seeds", type=int, default=3)
+    c.add_argument("--batch-size", type=int, default=32)
+    c.add_argument("--lr", type=float, default=1e-3)
+    c.add_argument("--lr-step", type=int, default=70, help="StepLR step in epochs (0: constant learning rate)")
+    c.add_argument("--device", default="auto")
+    c.add_argument("--compile", action="store_true")
+    c.add_argument("--out", default="build/cremad_results.csv")
+    c.set_defaults(func=_cremad)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `tcmax` console script and of `python -m tcmax_lib`."""
+    args = build_parser().parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

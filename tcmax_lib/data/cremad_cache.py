@@ -1,0 +1,172 @@
+"""CREMA-D preprocessing cache, splits, on-device frame augmentation and `prepare` (notebook 06).
+
+Every clip is decoded once into memory-mapped arrays (uint8 frames, float16 spectrograms); the
+index.json written last marks a complete cache. `prepare` returns typed `Splits`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .cremad import PRESETS, CremadPreset, download, drop_bad, ogm_test_clips, parse, preprocess_clip, subset, with_size
+from .download import data_dir
+from .splits import Split, Splits
+
+
+class _Serial:
+    """In-process stand-in for ProcessPoolExecutor (workers=1)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def map(self, fn, jobs, chunksize: int = 1):
+        return map(fn, jobs)
+
+
+def _work(args):
+    path, preset = args
+    torch.set_num_threads(1)
+    return preprocess_clip(path, preset)
+
+
+# ----------------------------------------------------------------------------- cache
+def build_cache(clips: list[str], preset: CremadPreset = PRESETS["ogm"], cache_dir: Path | None = None,
+                workers: int | None = None, progress: bool = True) -> Path:
+    """Decode every clip once into memory-mapped arrays; the index.json written last marks completion (notebook 06)."""
+    root = (Path(cache_dir) if cache_dir else data_dir()) / "cremad" / "cache" / preset.key()
+    index = root / "index.json"
+    if index.exists():
+        meta = json.loads(index.read_text())
+        if meta["clips"] == clips and meta["preset"] == asdict(preset) and _sizes_ok(root, meta):
+            return root
+        print(f"{root.name}: cache does not match the requested clips/preset or is damaged; rebuilding")
+        index.unlink()
+    paths = download(clips, cache_dir, progress)
+    root.mkdir(parents=True, exist_ok=True)
+    s, (h, w) = preset.frame_size, preset.spec_shape
+    frames = np.lib.format.open_memmap(root / "frames.npy.part", "w+", np.uint8, (len(clips), preset.frames, 3, s, s))
+    specs = np.lib.format.open_memmap(root / "specs.npy.part", "w+", np.float16, (len(clips), 1, h, w))
+    workers = workers or min(os.cpu_count() or 1, 8)
+    jobs = [(p, preset) for p in paths]
+    with ProcessPoolExecutor(workers) if workers > 1 else _Serial() as pool:
+        results = pool.map(_work, jobs, chunksize=4)
+        for i, (f, sp) in enumerate(tqdm(results, total=len(jobs), desc="decoding", disable=not progress or None)):
+            if sp.shape != specs.shape[1:]:
+                raise ValueError(f"{clips[i]}: spectrogram shape {sp.shape}, the preset expects {specs.shape[1:]}.")
+            frames[i], specs[i] = f, sp
+    frames.flush(), specs.flush()
+    del frames, specs
+    (root / "frames.npy.part").replace(root / "frames.npy")
+    (root / "specs.npy.part").replace(root / "specs.npy")
+    meta = {"clips": clips, "preset": asdict(preset), "labels": [parse(c)["label"] for c in clips]}
+    index.write_text(json.dumps(meta))
+    return root
+
+
+def _sizes_ok(root: Path, meta: dict) -> bool:
+    try:
+        f = np.load(root / "frames.npy", mmap_mode="r")
+        s = np.load(root / "specs.npy", mmap_mode="r")
+    except (OSError, ValueError):
+        return False
+    return f.shape[0] == s.shape[0] == len(meta["clips"])
+
+
+def load_cache(root: Path) -> dict:
+    """Cached arrays as tensors: frames uint8 [N, F, 3, S, S], specs float16 [N, 1, H, W], labels, clips.
+
+    Introduced in notebook 06.
+    """
+    meta = json.loads((Path(root) / "index.json").read_text())
+    return {"frames": torch.from_numpy(np.load(root / "frames.npy")),
+            "specs": torch.from_numpy(np.load(root / "specs.npy")),
+            "labels": torch.tensor(meta["labels"]), "clips": meta["clips"],
+            "preset": CremadPreset(**meta["preset"])}
+
+
+# ----------------------------------------------------------------------------- splits
+def split_indices(clips: list[str], kind: str = "ogm", val_fraction: float = 0.2, test_actors: float = 0.1,
+                  seed: int = 0) -> dict[str, torch.Tensor]:
+    """Indices into `clips` for train/val/test.
+
+    'ogm': the 6,698/744 split of OGM-GE (actors mixed across splits); 'speaker': whole actors held out
+    (`test_actors` of them). Validation is a seeded `val_fraction` of the training part (the paper: 20 %).
+    Introduced in notebook 06.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    if kind == "ogm":
+        test_set = set(ogm_test_clips())
+        is_test = torch.tensor([c in test_set for c in clips])
+    elif kind == "speaker":
+        actors = sorted({parse(c)["actor"] for c in clips})
+        perm = torch.randperm(len(actors), generator=gen).tolist()
+        n_test = max(1, int(round(test_actors * len(actors)))) if len(actors) > 1 else 0
+        held = {actors[i] for i in perm[:n_test]}
+        is_test = torch.tensor([parse(c)["actor"] in held for c in clips])
+    else:
+        raise ValueError(f"split {kind!r} unknown; use 'ogm' or 'speaker'.")
+    train = (~is_test).nonzero().squeeze(1)
+    test = is_test.nonzero().squeeze(1)
+    perm = train[torch.randperm(len(train), generator=gen)]
+    n_val = int(round(val_fraction * len(train)))
+    if val_fraction > 0 and len(train) > 1:
+        n_val = max(1, n_val)  # tiny subsets still get a validation clip
+    return {"train": perm[n_val:].sort().values, "val": perm[:n_val].sort().values, "test": test}
+
+
+
+def prepare(subset_name: str = "offline", preset: str = "ogm", split: str = "ogm", frame_size: int | None = None,
+            cache_dir: Path | None = None, workers: int | None = None, seed: int = 0, progress: bool = True) -> Splits:
+    """Download + preprocess (cached) + split: `Splits` of (specs fp16, frames uint8), labels (notebook 06)."""
+    p = PRESETS[preset] if frame_size is None else with_size(PRESETS[preset], frame_size)
+    clips = drop_bad(subset(subset_name))
+    cache = load_cache(build_cache(clips, p, cache_dir, workers, progress))
+    idx = split_indices(cache["clips"], split, seed=seed)
+    parts = {k: Split((cache["specs"][i], cache["frames"][i]), cache["labels"][i]) for k, i in idx.items()}
+    clips_of = {k: [cache["clips"][j] for j in i.tolist()] for k, i in idx.items()}
+    meta = {"preset": p, "num_classes": 6, "clips": clips_of}
+    return Splits(parts["train"], parts["val"], parts["test"], meta)
+
+
+# ----------------------------------------------------------------------------- augmentation
+def augment_frames(frames: torch.Tensor, generator: torch.Generator | None = None,
+                   scale: tuple[float, float] = (0.08, 1.0),
+                   ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> torch.Tensor:
+    """RandomResizedCrop + horizontal flip per frame, on the device: uint8 -> float [0, 1] (notebook 06)."""
+    b, k, c, h, w = frames.shape
+    n = b * k
+    dev = frames.device
+    rand = torch.rand(n, 5, generator=generator, device=generator.device if generator else "cpu").to(dev)
+    area = scale[0] + (scale[1] - scale[0]) * rand[:, 0]
+    log_r = math.log(ratio[0]) + (math.log(ratio[1]) - math.log(ratio[0])) * rand[:, 1]
+    aspect = torch.exp(log_r)
+    sw = torch.sqrt(area * aspect).clamp(max=1.0)                         # crop width / image width
+    sh = torch.sqrt(area / aspect).clamp(max=1.0)
+    cx = (rand[:, 2] * 2 - 1) * (1 - sw)                                  # crop centre in [-1, 1] coordinates
+    cy = (rand[:, 3] * 2 - 1) * (1 - sh)
+    flip = torch.where(rand[:, 4] < 0.5, -1.0, 1.0)
+    theta = torch.zeros(n, 2, 3, device=dev)
+    theta[:, 0, 0], theta[:, 0, 2] = sw * flip, cx
+    theta[:, 1, 1], theta[:, 1, 2] = sh, cy
+    x = frames.reshape(n, c, h, w).float() / 255.0                        # [B*K, 3, H, W]
+    grid = F.affine_grid(theta, (n, c, h, w), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", align_corners=False).view(b, k, c, h, w)
+
+
+def augment_batch(batch: list[torch.Tensor], generator: torch.Generator | None = None) -> list[torch.Tensor]:
+    """Trainer hook (`TrainConfig.augment`): augment the frames of a batch [spec, frames] (notebook 06)."""
+    spec, frames = batch
+    return [spec, augment_frames(frames, generator)]

@@ -1,0 +1,128 @@
+"""The experiment layer: one run, a grid of runs over methods x seeds, and one summary (notebooks 03-06).
+
+    run(method, splits, model_fn, config)        -> Run (model, history, metrics, pred)
+    run_grid(methods, seeds, splits, model_fn, config) -> (results DataFrame, {(method, seed): Run})
+    summarize(results, cols, ci=0.95)            -> mean ± CI half-width per method (Student t)
+
+Every chapter uses these: the toy problem (03-04), AV digits (05) and CREMA-D (06, and the CLI).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+import pandas as pd
+import torch
+from scipy import stats
+
+from .data.splits import Splits
+from .diagnostics import encode, linear_probe, report
+from .methods import Method, make_method
+from .models import MultimodalClassifier
+from .train import TrainConfig, fit
+
+ModelFn = Callable[[int], MultimodalClassifier]          # seed -> freshly initialised model
+ExtraFn = Callable[[MultimodalClassifier, Splits, torch.Tensor], dict]
+
+
+@dataclass
+class Run:
+    """One trained run: the restored best-validation model, its epoch history, test metrics and predictions.
+
+    Introduced in notebook 01.
+    """
+
+    model: MultimodalClassifier | None
+    history: pd.DataFrame
+    metrics: dict
+    pred: torch.Tensor
+
+
+def run(method: str | Method, splits: Splits, model_fn: ModelFn, config: TrainConfig, *,
+        method_kw: dict | None = None, max_train: int | None = None, extra: ExtraFn | None = None,
+        names: Sequence[str] = ("audio", "visual")) -> Run:
+    """Train one method with `config` (its seed seeds the model too) and evaluate on test once (notebook 03).
+
+    `max_train` trains on a seeded, class-stratified subsample of the training split. `extra(model,
+    splits, pred)` adds task-specific metrics (e.g. `toy_metrics`). Metrics: fused and per-head test
+    accuracy, linear probes, Shapley values, `best_epoch`, and whatever `extra` returns.
+    """
+    meth = make_method(method, **(method_kw or {})) if isinstance(method, str) else method
+    train = splits.train if max_train is None else splits.train.stratified_subset(max_train, seed=config.seed)
+    model = model_fn(config.seed)
+    model, history = fit(model, meth, train, splits.val, config)
+    num_classes = splits.meta.get("num_classes") or int(splits.train.y.max()) + 1
+    metrics = report(model, meth, train, splits.test, num_classes, names)
+    pred = metrics.pop("pred")
+    metrics["best_epoch"] = int(history["best_epoch"].iloc[0])
+    if extra is not None:
+        metrics.update(extra(model, splits.replace(train=train), pred))
+    return Run(model=model, history=history, metrics=metrics, pred=pred)
+
+
+def run_grid(methods: Sequence[str], seeds: Sequence[int], splits: Splits | Callable[[int], Splits],
+             model_fn: ModelFn, config: TrainConfig, *, keep: str = "first", method_kw: dict | None = None,
+             on_run: Callable[[str, int, Run], None] | None = None, **run_kw) -> tuple[pd.DataFrame, dict]:
+    """Every method for every seed: one row of scalar metrics per run, and the kept runs (notebook 04).
+
+    `splits` may be a function of the seed (the toy problem draws fresh data per seed). `keep`:
+    'first' keeps the first seed's run of each method, 'all' every run, 'none' none (large models).
+    `method_kw` maps a method name to its keyword arguments; `on_run` is called after each run.
+    """
+    if keep not in ("first", "all", "none"):
+        raise ValueError(f"keep={keep!r}; use 'first', 'all' or 'none'.")
+    rows, runs = [], {}
+    for method in methods:
+        for k, seed in enumerate(seeds):
+            data = splits(seed) if callable(splits) else splits
+            res = run(method, data, model_fn, replace(config, seed=seed),
+                      method_kw=(method_kw or {}).get(method), **run_kw)
+            rows.append({"method": method, "seed": seed,
+                         **{n: v for n, v in res.metrics.items() if isinstance(v, (int, float))}})
+            if on_run is not None:
+                on_run(method, seed, res)
+            if keep == "all" or (keep == "first" and k == 0):
+                runs[(method, seed)] = res
+    return pd.DataFrame(rows), runs
+
+
+def summarize(results: pd.DataFrame, cols: Sequence[str] = ("acc",), by: str = "method", ci: float | None = 0.95,
+              digits: int = 3) -> pd.DataFrame:
+    """Mean ± half-width per group: a Student-t `ci` interval over seeds, or ± std (ddof=1) if ci is None (nb 04).
+
+    With one seed there is no spread, and only the mean is shown.
+    """
+    rows = {}
+    for key, g in results.groupby(by, sort=False):
+        n = len(g)
+        row = {}
+        for c in cols:
+            mean, sd = g[c].mean(), g[c].std(ddof=1)
+            if n < 2:
+                row[c] = f"{mean:.{digits}f}"
+                continue
+            half = sd if ci is None else stats.t.ppf(0.5 + ci / 2, n - 1) * sd / math.sqrt(n)
+            row[c] = f"{mean:.{digits}f} ± {half:.{digits}f}"
+        rows[key] = row
+    out = pd.DataFrame(rows).T
+    out.index.name = by
+    spread = "std" if ci is None else f"{100 * ci:g} % CI"
+    out.columns.name = f"mean ± {spread} (n = {results.groupby(by).size().max()})"
+    return out
+
+
+def toy_metrics(model: MultimodalClassifier, splits: Splits, pred: torch.Tensor) -> dict:
+    """Toy-problem extras: linear probes for the shared bit b1, shared-bit and interaction accuracy (notebook 03)."""
+    device = next(model.parameters()).device
+    train, test = splits.train.to(device), splits.test.to(device)
+    ftr, fte = encode(model, train.inputs), encode(model, test.inputs)
+    b1, b2 = test.extras["b1"], test.extras["b2"]
+    interaction = splits.meta["config"].interaction
+    out = {f"probe_b1_{name}": linear_probe(a, train.extras["b1"], b, b1, 2)
+           for name, a, b in zip(("audio", "visual"), ftr, fte)}
+    out["acc_shared_b1"] = float(((pred // 2 if interaction else pred) == b1).float().mean())
+    if interaction:
+        out["acc_interaction_b2"] = float(((pred % 2) == b2).float().mean())
+    return out

@@ -1,0 +1,24 @@
+"""The first call of every notebook: name it, seed it, apply the house plot style (notebook 00)."""
+
+from __future__ import annotations
+
+import torch
+
+from . import plotting
+from .runtime import STATE, seed_everything
+
+
+def setup_notebook(name: str, seed: int = 0) -> torch.Generator:
+    """Name the running notebook (for metrics/figures), seed everything, apply the plot style (notebook 00)."""
+    STATE.notebook = name
+    plotting.set_style()
+    try:  # inline PNG figures when running inside IPython (papermill, nbval, Jupyter)
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        if shell is not None:
+            shell.run_line_magic("matplotlib", "inline")
+            shell.run_line_magic("config", "InlineBackend.figure_formats = ['png']")
+    except ImportError:
+        pass
+    return seed_everything(seed)
