@@ -25,6 +25,7 @@ _LAZY = {
     "set_style": "plotting",
     "setup_notebook": "notebook",
     "load_metrics": "runtime",
+    "load_results": "results",
     "pick_device": "runtime",
     "record": "runtime",
     "repo_root": "runtime",
@@ -33,7 +34,8 @@ _LAZY = {
     "seeded": "runtime",
 }
 _SUBMODULES = {"cli", "data", "diagnostics", "estimation", "estimators", "experiments", "ground_truth", "layers",
-               "losses", "methods", "models", "notebook", "plotting", "resnet", "runtime", "series", "train"}
+               "losses", "methods", "models", "notebook", "plotting", "resnet", "results", "runtime", "series", "train",
+               "critic_families"}
 
 __all__ = ["__version__", *sorted(_LAZY)]
 

@@ -2,6 +2,7 @@
 
     tcmax series run [--full] [--only 04]          # execute notebooks with papermill (make run)
     tcmax series store-outputs [--only 04]         # refresh the outputs nbval checks
+    tcmax readme [--check]                         # README tables from results/
     tcmax cremad download   --subset teaching
     tcmax cremad preprocess --subset all --preset ogm --workers 8
     tcmax cremad train --method joint,tcmax --epochs 100 --seeds 3 --subset all --split ogm
@@ -18,8 +19,8 @@ from pathlib import Path
 
 
 def _series(args: argparse.Namespace) -> None:
-    from . import series
-    from .runtime import repo_root
+    from . import results, series
+    from .runtime import load_metrics, metrics_dir, repo_root
 
     os.environ.setdefault("TQDM_DISABLE", "0")
     selected = series.notebooks(args.only)
@@ -31,13 +32,33 @@ def _series(args: argparse.Namespace) -> None:
             series.store_outputs(nb)
             print(f"stored outputs of {nb.name}")
             continue
+        (metrics_dir() / f"{nb.stem}.json").unlink(missing_ok=True)     # publish only what this run recorded
         out, sec = series.execute(nb, repo_root() / "build" / "executed", fast=not args.full, seed=args.seed)
         timings[nb.name] = round(sec, 1)
         print(f"{nb.name}: {sec:.1f} s -> {out}")
+        recorded = load_metrics(nb.stem)
+        if args.full and args.publish:
+            print(f"  FULL results -> {results.publish(nb.stem, recorded, sec)}")
     if timings:
         path = repo_root() / "build" / f"timings_{'full' if args.full else 'fast'}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(timings, indent=1))
+        if not args.full and args.publish:
+            path = results.publish_fast_timings(timings, recorded.get("_device"), recorded.get("_torch"))
+            print(f"FAST timings -> {path}")
+
+
+def _readme(args: argparse.Namespace) -> None:
+    from . import results, series
+
+    names = [nb.stem for nb in series.notebooks()]
+    if args.check:
+        if not results.update_readme(names, check=True):
+            raise SystemExit("README.md is out of date with results/: run `tcmax readme`.")
+        print("README.md matches results/")
+        return
+    results.update_readme(names)
+    print("README.md tables regenerated from results/")
 
 
 def _cremad(args: argparse.Namespace) -> None:
@@ -89,7 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--full", action="store_true", help="FULL mode (default FAST)")
     s.add_argument("--only", default=None, help="only notebooks whose file name contains this")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--no-publish", dest="publish", action="store_false",
+                   help="do not write results/ (FULL: results/<notebook>.json; FAST: results/fast_timings.json)")
     s.set_defaults(func=_series)
+    r = sub.add_parser("readme", help="regenerate the README's result and run-time tables from results/")
+    r.add_argument("--check", action="store_true", help="only check that README.md matches results/")
+    r.set_defaults(func=_readme)
     c = sub.add_parser("cremad", help="CREMA-D: download, preprocess, train (notebook 06)")
     c.add_argument("command", choices=["download", "preprocess", "train"])
     c.add_argument("--subset", default="offline", choices=["offline", "teaching", "actors20", "all"])

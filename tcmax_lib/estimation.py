@@ -155,8 +155,10 @@ def staircase_summary(history: pd.DataFrame, steps_per_level: int, tail: float =
 
 
 def optimal_critic_table(levels: Sequence[float], batch_sizes: Sequence[int], dim: int = 20,
-                         n_batches: int = 200, seed: int = 0) -> pd.DataFrame:
+                         n_batches: int = 200, seed: int = 0, smile_clip: float = 5.0) -> pd.DataFrame:
     """Bound values with the exact Gaussian log-ratio critic (no training): mean and std per level and K.
+
+    SMILE is evaluated on the same critic with its partition scores clipped to [-smile_clip, smile_clip].
 
     Introduced in notebook 01.
     """
@@ -167,12 +169,15 @@ def optimal_critic_table(levels: Sequence[float], batch_sizes: Sequence[int], di
     for k in batch_sizes:
         for mi in levels:
             rho = rho_for_mi(mi, dim)
-            vals = {b: [] for b in ("infonce", "nwj", "dv")}
+            vals = {b: [] for b in ("infonce", "nwj", "dv", "smile")}
             for _ in range(n_batches):
                 x, y = sample_correlated_gaussian(k, dim, rho, generator=gen)
                 s = gaussian_log_ratio(x.double(), y.double(), rho)
-                for b in vals:  # NWJ's optimal critic is 1 + log ratio; DV and InfoNCE are shift-invariant
-                    vals[b].append(float(est.BOUNDS[b](s + 1.0 if b == "nwj" else s)))
+                # NWJ's optimal critic is 1 + log ratio; DV and InfoNCE are shift-invariant
+                vals["nwj"].append(float(est.nwj_bound(s + 1.0)))
+                vals["smile"].append(float(est.smile_bound(s, smile_clip)))
+                for b in ("infonce", "dv"):
+                    vals[b].append(float(est.BOUNDS[b](s)))
             for b, v in vals.items():
                 rows.append({"K": k, "true": mi, "bound": b, "mean": np.mean(v), "std": np.std(v)})
     return pd.DataFrame(rows)
@@ -182,27 +187,34 @@ def optimal_critic_table(levels: Sequence[float], batch_sizes: Sequence[int], di
 def train_tc_estimator(critic: nn.Module, true_values: np.ndarray, num_vars: int = 3, dim: int = 20,
                        batch_size: int = 64, lr: float = 5e-4, seed: int = 0,
                        device: str | torch.device = "cpu", progress: bool = True,
-                       sampler: Callable | None = None) -> pd.DataFrame:
-    """Train a PairwiseTCCritic with the TCNE bound over all distinct-index tuples of each batch.
+                       sampler: Callable | None = None, negatives: int | None = None,
+                       name: str = "TCNE") -> pd.DataFrame:
+    """Train a PairwiseTCCritic with the TCNE bound on a TC staircase (notebook 02).
 
-    `true_values` is the TC per step; batches come from `sample_gaussian_modalities` (equicorrelated
-    coordinates) unless `sampler(n, r, generator)` is given.
-    Introduced in notebook 02.
+    `true_values` is the TC per step. Batches come from `sample_gaussian_modalities` (equicorrelated
+    coordinates) unless `sampler(n, tc, generator)` is given. The negatives are all K!/(K-M)! tuples of
+    distinct indices (`negatives=None`, a [K]^M score tensor) or `negatives` such tuples drawn uniformly
+    each step (for M >= 4, where the full tensor is too large).
     """
     device = torch.device(device)
     critic.to(device).train()
     opt = torch.optim.Adam(critic.parameters(), lr=lr)
     gen = torch.Generator(device=device).manual_seed(seed)
-    mask = est.distinct_index_mask(batch_size, num_vars, device)
-    sample = sampler or (lambda n, r, g: sample_gaussian_modalities(n, num_vars, dim, r, generator=g))
-    rs = [r_for_tc(v, num_vars, dim) for v in true_values]
+    mask = est.distinct_index_mask(batch_size, num_vars, device) if negatives is None else None
+    r_of = {v: r_for_tc(v, num_vars, dim) for v in np.unique(true_values)}
+    sample = sampler or (lambda n, tc, g: sample_gaussian_modalities(n, num_vars, dim, r_of[tc], generator=g))
+    aligned = torch.arange(batch_size, device=device)[:, None].expand(batch_size, num_vars)
     trace = torch.zeros(len(true_values), device=device)
     for step in tqdm(range(len(true_values)), desc="training TCNE", disable=not progress or None, leave=False):
-        zs = sample(batch_size, rs[step], gen)
-        value = est.tcne_from_tensor(critic(zs), mask)
+        zs = sample(batch_size, float(true_values[step]), gen)
+        if negatives is None:
+            value = est.tcne_from_tensor(critic(zs), mask)
+        else:
+            index = est.sample_distinct_tuples(batch_size, num_vars, negatives, gen)        # [N, M]
+            value = est.tcne_bound(critic.score_tuples(zs, aligned), critic.score_tuples(zs, index))
         opt.zero_grad(set_to_none=True)
         (-value).backward()
         opt.step()
         trace[step] = value.detach()
-    return pd.DataFrame({"step": np.arange(len(true_values)), "estimator": "TCNE (all tuples)",
+    return pd.DataFrame({"step": np.arange(len(true_values)), "estimator": name,
                          "estimate": trace.cpu().numpy(), "true": true_values})

@@ -220,9 +220,45 @@ class PairwiseTCCritic(nn.Module):
             total = total + (ea @ eb.T).view(shape)                      # [K, K] placed on axes (a, b)
         return total
 
+    def score_tuples(self, zs: Sequence[torch.Tensor], index: torch.Tensor) -> torch.Tensor:
+        """Scores of given index tuples index[n] = (j_1, ..., j_M): returns [N] (sampled negatives).
+
+        Builds the M unary vectors [K] and the M(M-1)/2 pairwise matrices [K, K] once, then gathers
+        one scalar per term and tuple: O(M^2 N) after an O(M^2 K^2 e) set-up.
+        """
+        m, e = self.num_vars, self.embed
+        outs = [net(z) for net, z in zip(self.nets, zs)]                # M x [K, (M-1)*e + 1]
+        k = outs[0].shape[0]
+        total = sum(outs[a][:, -1][index[:, a]] for a in range(m))      # [N] unary terms
+        for a, b in itertools.combinations(range(m), 2):
+            ea = outs[a][:, self._slot(a, b) * e:(self._slot(a, b) + 1) * e]   # [K, e]
+            eb = outs[b][:, self._slot(b, a) * e:(self._slot(b, a) + 1) * e]   # [K, e]
+            total = total + (ea @ eb.T).flatten()[index[:, a] * k + index[:, b]]  # [K, K] -> [N]
+        return total
+
     @staticmethod
     def _slot(a: int, b: int) -> int:
         return b if b < a else b - 1
+
+
+def sample_distinct_tuples(k: int, num_vars: int, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """n index tuples [n, M] drawn uniformly among those with pairwise-distinct entries (notebook 02).
+
+    Draws with replacement and keeps the rows without a repeated index (rejection sampling), so every
+    kept tuple combines M different samples: an exact draw from the product of the marginals.
+    """
+    if k < num_vars:
+        raise ValueError(f"need K >= M to draw distinct indices, got K={k}, M={num_vars}.")
+    device = generator.device if generator is not None else "cpu"
+    kept, have = [], 0
+    while have < n:
+        idx = torch.randint(0, k, (max(2 * (n - have), 64), num_vars), generator=generator, device=device)
+        ok = torch.ones(idx.shape[0], dtype=torch.bool, device=device)
+        for a, b in itertools.combinations(range(num_vars), 2):
+            ok &= idx[:, a] != idx[:, b]
+        kept.append(idx[ok])
+        have += int(ok.sum())
+    return torch.cat(kept)[:n]
 
 
 class TableCritic(nn.Module):

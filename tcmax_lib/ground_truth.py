@@ -96,6 +96,18 @@ def sample_gaussian_modalities(n: int, num_vars: int, dim: int, r: float,
     return list(z.unbind(1))
 
 
+def sample_paired_gaussians(n: int, tc: float, dim: int = 20, generator: torch.Generator | None = None
+                            ) -> list[torch.Tensor]:
+    """Bai et al.'s TC staircase data: 4 variables in R^dim, two independent correlated pairs of MI tc/2 each.
+
+    TC(z_1, z_2, z_3, z_4) = I(z_1; z_2) + I(z_3; z_4) = tc (notebook 02).
+    """
+    rho = rho_for_mi(tc / 2, dim)
+    z1, z2 = sample_correlated_gaussian(n, dim, rho, generator=generator)
+    z3, z4 = sample_correlated_gaussian(n, dim, rho, generator=generator)
+    return [z1, z2, z3, z4]
+
+
 def equicorrelated_log_ratio(zs: Sequence[torch.Tensor], r: float) -> torch.Tensor:
     """Optimal TC critic log p(z_1..z_M) - sum_m log p(z_m) for aligned tuples: returns [n] (notebook 01)."""
     z = torch.stack(list(zs), dim=-1)                                            # [n, d, M]

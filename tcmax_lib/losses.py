@@ -6,7 +6,12 @@ classifier's logits as the critic (Yu et al., ICLR 2026, arXiv 2602.13015).
 
 For a linear fusion f = sum_m f_m(z_m) (concat, sum, shared heads) the normaliser factorises:
 log sum_c prod_m sum_j exp f_m(z_mj)_c = logsumexp_c sum_m logsumexp_j f_m[j, c]  ->  O(M B C).
--L is a batch estimate of TC in nats; it can never exceed log(B^(M-1) |Y|). The reference forms the
+The label marginal of the product measure is uniform over the C classes by default (the paper's
+choice, the `- log |Y|` above); then -L bounds TC + KL(p_y || Uniform), not TC, on imbalanced data.
+`label_prior="batch"` uses the batch's class frequencies p_hat(c) instead:
+    normaliser = log sum_c p_hat(c) prod_m sum_j exp f_m[j, c] - M log B,
+where classes absent from the batch contribute nothing, and -L is a batch bound on TC itself.
+-L can never exceed log(B^(M-1) |Y|) (uniform prior). The reference forms the
 fast ones are checked against (brute force, the materialised grid, the released code's form) are
 written out where they teach (notebook 04) and in tests/test_losses.py, not here.
 """
@@ -42,21 +47,41 @@ def _check_logits(logits: Sequence[torch.Tensor], labels: torch.Tensor) -> tuple
     return b, c
 
 
-def tcmax_loss(logits: Sequence[torch.Tensor], labels: torch.Tensor) -> TCMaxOutput:
+def _upcast(t: torch.Tensor) -> torch.Tensor:
+    """Half precision -> float32 (logsumexp needs the range); float32 and float64 are kept as they are."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
+LABEL_PRIORS = ("uniform", "batch")
+
+
+def log_label_prior(labels: torch.Tensor, num_classes: int, label_prior: str = "uniform",
+                    dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """log q(c) [C] of the product measure's label marginal: uniform, or the batch frequencies (notebook 04)."""
+    if label_prior == "uniform":
+        return torch.full((num_classes,), -math.log(num_classes), dtype=dtype, device=labels.device)
+    if label_prior == "batch":
+        counts = torch.bincount(labels, minlength=num_classes).to(dtype)
+        return torch.log(counts / labels.shape[0])                       # -inf for classes absent from the batch
+    raise ValueError(f"label_prior={label_prior!r}; use one of {LABEL_PRIORS}.")
+
+
+def tcmax_loss(logits: Sequence[torch.Tensor], labels: torch.Tensor, label_prior: str = "uniform") -> TCMaxOutput:
     """Exact TCMax loss for a linear fusion, from per-modality logits [B, C]; O(M B C) time and memory (nb 04)."""
     b, c = _check_logits(logits, labels)
     m = len(logits)
-    stacked = torch.stack([lg.float() for lg in logits])                 # [M, B, C]
+    stacked = torch.stack([_upcast(lg) for lg in logits])                # [M, B, C]
     positive = stacked.gather(2, labels.view(1, b, 1).expand(m, b, 1))   # [M, B, 1]
     positive = positive.squeeze(-1).sum(0).mean()                        # mean_i f(z_i)_{y_i}
     lse_batch = torch.logsumexp(stacked, dim=1)                          # [M, C]: log sum_j e^{f_m[j, c]}
-    log_norm = torch.logsumexp(lse_batch.sum(0), dim=0)                  # log sum_c prod_m sum_j e^{...}
-    loss = -positive + log_norm - (m * math.log(b) + math.log(c))
+    log_q = log_label_prior(labels, c, label_prior, stacked.dtype)      # [C]
+    log_norm = torch.logsumexp(log_q + lse_batch.sum(0), dim=0)          # log sum_c q(c) prod_m sum_j e^{...}
+    loss = -positive + log_norm - m * math.log(b)
     return TCMaxOutput(loss=loss, tc_estimate=-loss.detach())
 
 
 def tcmax_loss_pairwise(head: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], feats: Sequence[torch.Tensor],
-                        labels: torch.Tensor, chunk_size: int = 64) -> TCMaxOutput:
+                        labels: torch.Tensor, chunk_size: int = 64, label_prior: str = "uniform") -> TCMaxOutput:
     """Exact TCMax loss for any (non-linear) fusion head of two modalities (notebook 04).
 
     The normaliser runs `head` on all B x B feature pairs, `chunk_size` rows of modality 1 at a time,
@@ -70,15 +95,16 @@ def tcmax_loss_pairwise(head: Callable[[torch.Tensor, torch.Tensor], torch.Tenso
     if zv.shape[0] != b or labels.shape != (b,):
         raise ValueError(f"batch sizes differ: za {tuple(za.shape)}, zv {tuple(zv.shape)}, "
                          f"labels {tuple(labels.shape)}.")
-    fused = head(za, zv).float()                                         # [B, C] aligned pairs
+    fused = _upcast(head(za, zv))                                        # [B, C] aligned pairs
     c = fused.shape[1]
     positive = fused.gather(1, labels[:, None]).mean()
+    log_q = log_label_prior(labels, c, label_prior, fused.dtype)        # [C]
 
     def chunk_lse(za_chunk: torch.Tensor, zv_all: torch.Tensor) -> torch.Tensor:
         j = za_chunk.shape[0]
         a = za_chunk[:, None, :].expand(j, b, za_chunk.shape[1]).reshape(j * b, -1)   # [J*B, Da]
         v = zv_all[None, :, :].expand(j, b, zv_all.shape[1]).reshape(j * b, -1)       # [J*B, Dv]
-        return torch.logsumexp(head(a, v).float().flatten(), 0)                      # scalar
+        return torch.logsumexp((_upcast(head(a, v)) + log_q).flatten(), 0)          # scalar
 
     parts = []
     for start in range(0, b, chunk_size):
@@ -88,7 +114,7 @@ def tcmax_loss_pairwise(head: Callable[[torch.Tensor, torch.Tensor], torch.Tenso
         else:
             parts.append(chunk_lse(za_chunk, zv))
     log_norm = torch.logsumexp(torch.stack(parts), 0)
-    loss = -positive + log_norm - (2 * math.log(b) + math.log(c))
+    loss = -positive + log_norm - 2 * math.log(b)
     return TCMaxOutput(loss=loss, tc_estimate=-loss.detach())
 
 

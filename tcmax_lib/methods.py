@@ -73,8 +73,13 @@ class OGMGE(Method):
     """OGM-GE (Peng et al. 2022): damp the dominant encoder's gradients by 1 - tanh(alpha * rho), add noise (nb 04).
 
     rho = (sum_i softmax(out_dom)[y_i]) / (sum_i softmax(out_weak)[y_i]) > 1 for the dominant modality;
-    applied to the dominant encoder's weight gradients (tensors of dim >= 2, i.e. linear and conv
-    weights) for epochs in [start, end], with Gaussian noise of the gradient's std (GE).
+    its encoder's gradient is multiplied by 1 - tanh(alpha * rho), the other's by 1. As in the official
+    implementation (GeWu-Lab/OGM-GE_CVPR2022 `main.py`, `train_epoch`), for epochs in [start, end] the
+    Gaussian "generalisation enhancement" noise goes on *both* encoders, each tensor's noise having the
+    std of its gradient *before* damping: g <- k g + N(0, std(g)^2). The official code touches the 4-D
+    conv kernels only; here the rule is "weight tensors of dim >= 2", which is the same set for the
+    conv encoders (SmallCNN, ResNet-18: no linear layer inside) and means the linear weights for the
+    MLP encoders of the toy problem, which have no conv kernel.
     """
 
     alpha: float = 0.8
@@ -96,14 +101,13 @@ class OGMGE(Method):
             coeffs[1] = 1.0 - math.tanh(self.alpha * (1.0 / max(ratio, 1e-12)))
         if self.start <= epoch <= self.end:
             for enc, k in zip(model.encoders, coeffs):
-                if k == 1.0:
-                    continue
                 for p in enc.parameters():
                     if p.grad is None or p.grad.ndim < 2:
                         continue
+                    std = p.grad.std() + 1e-8                              # of the undamped gradient
                     p.grad.mul_(k)
                     if self.noise:
-                        p.grad.add_(torch.randn_like(p.grad) * (p.grad.std() + 1e-8))
+                        p.grad.add_(torch.randn_like(p.grad) * std)
         return {"ogm_ratio": ratio, "coeff_0": coeffs[0], "coeff_1": coeffs[1]}
 
 
@@ -112,13 +116,15 @@ class TCMax(Method):
     """TCMax: minimise the negative TCNE bound with the fused logits as critic, factorised or pairwise (nb 04)."""
 
     chunk_size: int = 64
+    label_prior: str = "uniform"       # 'uniform' (the paper) or 'batch' (empirical class frequencies)
     name: str = "tcmax"
 
     def loss(self, model, out, y):
         if model.linear_fusion:
-            res = tcmax_loss(out.modality_logits, y)
+            res = tcmax_loss(out.modality_logits, y, label_prior=self.label_prior)
         else:
-            res = tcmax_loss_pairwise(model.head, out.feats, y, chunk_size=self.chunk_size)
+            res = tcmax_loss_pairwise(model.head, out.feats, y, chunk_size=self.chunk_size,
+                                      label_prior=self.label_prior)
         logs = {"tc_estimate": res.tc_estimate, **_modality_ce(out, y)}
         return res.loss, logs
 

@@ -29,6 +29,7 @@ class _State:
 
     notebook: str = "session"
     fast: bool | None = None
+    device: str | None = None
 
 
 STATE = _State()
@@ -85,9 +86,9 @@ def pick_device(pref: str = "auto", verbose: bool = True) -> torch.device:
         device = torch.device(pref)
         if device.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError(f"DEVICE={pref!r} asked for CUDA but torch sees no GPU; use 'auto' or 'cpu'.")
+    STATE.device = device_name(device)
     if verbose:
-        name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
-        print(f"device: {device} ({name}), torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
+        print(f"device: {device} ({STATE.device}), torch {torch.__version__}")
     return device
 
 
@@ -96,7 +97,22 @@ def device_name(device: str | torch.device) -> str:
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{device.type.upper()}, {torch.get_num_threads()} threads"
+    if device.type == "cpu":
+        return f"CPU {_cpu_model()}, {torch.get_num_threads()} threads"
+    return device.type.upper()
+
+
+def _cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux) or platform, '' when unknown."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor()
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -150,7 +166,7 @@ def record(name: str, value: Any) -> None:
     path = folder / f"{STATE.notebook}.json"
     data = json.loads(path.read_text()) if path.exists() else {}
     data[name] = _to_jsonable(value)
-    data["_fast"] = STATE.fast
+    data.update({"_fast": STATE.fast, "_device": STATE.device, "_torch": torch.__version__})
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
     tmp.replace(path)

@@ -10,16 +10,21 @@ from tcmax_lib import losses
 from tcmax_lib.models import FiLMHead, GatedHead
 
 
-def brute_force(logits, labels):
-    """Direct transcription of the paper's formula with explicit loops over all index tuples."""
+def brute_force(logits, labels, prior=None):
+    """Direct transcription of the formula with explicit loops over all index tuples and classes.
+
+    `prior` [C] is the label marginal q(c) of the product measure (None: uniform, the paper's 1/C).
+    """
     m = len(logits)
     b, c = logits[0].shape
+    q = [1.0 / c] * c if prior is None else prior
     positive = sum(sum(lg[i, labels[i]] for lg in logits) for i in range(b)) / b
     terms = []
     for idx in itertools.product(range(b), repeat=m):
         for cls in range(c):
-            terms.append(sum(logits[k][idx[k], cls] for k in range(m)))
-    return -positive + torch.logsumexp(torch.stack(terms), 0) - math.log(b ** m * c)
+            if q[cls] > 0:  # a class of prior zero contributes nothing
+                terms.append(math.log(q[cls]) + sum(logits[k][idx[k], cls] for k in range(m)))
+    return -positive + torch.logsumexp(torch.stack(terms), 0) - m * math.log(b)
 
 
 def materialized(logits, labels):
@@ -60,6 +65,53 @@ def test_factorised_equals_brute_force_values_and_grads(m, b, c):
         torch.testing.assert_close(gf, gs, rtol=1e-4, atol=1e-6)
     mat = materialized(logits, labels)
     assert mat.item() == pytest.approx(slow.item(), rel=1e-5, abs=1e-5)
+
+
+@pytest.mark.parametrize("m,b,c", [(2, 6, 4), (3, 4, 5)])
+def test_batch_label_prior_equals_brute_force_with_absent_classes(m, b, c):
+    gen = torch.Generator().manual_seed(10 * m + b)
+    logits = [torch.randn(b, c, dtype=torch.float64, generator=gen, requires_grad=True) for _ in range(m)]
+    labels = torch.tensor(([0, 0, 0, 1, 2, 0] * 2)[:b])                    # imbalanced; class c-1 absent
+    prior = [float((labels == k).sum()) / b for k in range(c)]
+    assert prior[-1] == 0.0
+    fast = losses.tcmax_loss(logits, labels, label_prior="batch").loss
+    slow = brute_force(logits, labels, prior)
+    # float64 throughout: agreement to rounding
+    assert fast.item() == pytest.approx(slow.item(), abs=1e-10)
+    for gf, gs in zip(torch.autograd.grad(fast, logits), torch.autograd.grad(slow, logits)):
+        torch.testing.assert_close(gf, gs, rtol=1e-9, atol=1e-12)
+    # on a batch holding every class equally often the two priors are the same measure
+    balanced = torch.arange(b) % 2
+    two = [lg[:, :2] for lg in logits]
+    assert losses.tcmax_loss(two, balanced, label_prior="batch").loss.item() == pytest.approx(
+        losses.tcmax_loss(two, balanced).loss.item(), abs=1e-12)
+
+
+def test_pairwise_batch_prior_equals_brute_force():
+    torch.manual_seed(1)
+    b, c, d = 5, 4, 3
+    head = FiLMHead([d, d], c).double()
+    za, zv = torch.randn(b, d, dtype=torch.float64), torch.randn(b, d, dtype=torch.float64)
+    y = torch.tensor([0, 0, 1, 0, 2])                                      # class 3 absent
+    q = [float((y == k).sum()) / b for k in range(c)]
+    fast = losses.tcmax_loss_pairwise(head, [za, zv], y, chunk_size=2, label_prior="batch").loss
+    pos = torch.stack([head(za[i:i + 1], zv[i:i + 1])[0, y[i]] for i in range(b)]).mean()
+    terms = [math.log(q[k]) + head(za[j:j + 1], zv[jv:jv + 1])[0, k]
+             for j in range(b) for jv in range(b) for k in range(c) if q[k] > 0]
+    slow = -pos + torch.logsumexp(torch.stack(terms), 0) - 2 * math.log(b)
+    assert fast.item() == pytest.approx(slow.item(), abs=1e-10)
+    with pytest.raises(ValueError, match="label_prior"):
+        losses.tcmax_loss([za, zv], y, label_prior="empirical")
+
+
+def test_float64_is_kept_and_half_is_upcast():
+    # logits 1e7 +- 1e-3: float32 cannot resolve the spread, float64 can (exact value by brute force)
+    gen = torch.Generator().manual_seed(0)
+    logits = [1e7 + 1e-3 * torch.randn(4, 3, dtype=torch.float64, generator=gen) for _ in range(2)]
+    y = torch.tensor([0, 1, 2, 0])
+    assert losses.tcmax_loss(logits, y).loss.item() == pytest.approx(brute_force(logits, y).item(), abs=1e-9)
+    half = [torch.randn(4, 3, generator=gen).to(torch.bfloat16) for _ in range(2)]
+    assert losses.tcmax_loss(half, y).loss.dtype == torch.float32
 
 
 def test_constant_term_and_cap():

@@ -58,7 +58,8 @@ def test_record_roundtrip(tmp_path, monkeypatch):
     tl.record("x", torch.tensor(1.5))
     tl.record("table", {"a": [1, 2]})
     data = json.loads((tmp_path / "99_test.json").read_text())
-    assert data == {"x": 1.5, "table": {"a": [1, 2]}, "_fast": True}
+    assert data == {"x": 1.5, "table": {"a": [1, 2]}, "_fast": True, "_device": runtime.STATE.device,
+                    "_torch": torch.__version__}
     assert tl.load_metrics("99_test", tmp_path)["x"] == 1.5
 
 

@@ -57,6 +57,31 @@ def test_ogm_ge_coefficient_and_window():
         torch.testing.assert_close(p.grad, g)
 
 
+def test_ogm_ge_noise_matches_official_rule():
+    """GE noise on both encoders, each with the std of its gradient before damping (official main.py)."""
+    torch.manual_seed(0)
+    model = models.make_model([models.MLPEncoder(2, 4, 3), models.MLPEncoder(2, 4, 3)], "concat", 2)
+    x = torch.randn(8, 2)
+    y = torch.zeros(8, dtype=torch.long)
+    with torch.no_grad():
+        model.head.fc.weight[0, :3] = 5.0
+    out = model(x.abs() + 1, x)
+    m = methods.OGMGE(alpha=0.8, noise=True)
+    m.loss(model, out, y)[0].backward()
+    before = [[p.grad.clone() for p in enc.parameters()] for enc in model.encoders]
+    torch.manual_seed(123)
+    logs = m.after_backward(model, out, y, epoch=0)
+    torch.manual_seed(123)
+    for enc, grads, k in zip(model.encoders, before, (logs["coeff_0"], logs["coeff_1"])):
+        for p, g in zip(enc.parameters(), grads):
+            if g.ndim < 2:
+                torch.testing.assert_close(p.grad, g)                        # biases untouched
+                continue
+            expected = g * k + torch.randn_like(g) * (g.std() + 1e-8)       # same draws, in the same order
+            torch.testing.assert_close(p.grad, expected)
+    assert logs["coeff_1"] == 1.0  # the weak encoder is not damped, but it does get the noise (checked above)
+
+
 def test_fit_restores_best_validation_weights():
     cfg = ToyConfig(interaction=False, n_noise=2)
     gen = torch.Generator().manual_seed(0)

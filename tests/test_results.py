@@ -1,0 +1,39 @@
+"""Committed FULL results and the README tables generated from them."""
+
+import json
+
+import pytest
+
+from tcmax_lib import results, series
+
+
+def test_readme_matches_results():
+    names = [nb.stem for nb in series.notebooks()]
+    assert results.update_readme(names, check=True), "README.md is out of date with results/: run `tcmax readme`"
+
+
+def test_every_committed_result_has_provenance():
+    for path in sorted(results.results_dir().glob("[0-9][0-9]_*.json")):
+        data = json.loads(path.read_text())
+        meta = data["meta"]
+        assert meta["mode"] == "FULL", path.name
+        for key in ("device", "torch", "commit", "date", "wall_time_s"):
+            assert meta[key] not in (None, ""), f"{path.name}: meta.{key} is missing"
+        assert meta["wall_time_s"] > 0 and data["metrics"], path.name
+
+
+def test_publish_refuses_fast_metrics_and_renders_tables(tmp_path, monkeypatch):
+    monkeypatch.setenv("TCMAX_RESULTS_DIR", str(tmp_path))
+    with pytest.raises(ValueError, match="only FULL runs are published"):
+        results.publish("99_demo", {"_fast": True, "x": 1.0}, 3.0)
+    metrics = {"_fast": False, "_device": "CPU test", "_torch": "2.x", "x": 1.25,
+               "summary_scores": {"joint": {"acc": 0.5}, "tcmax": {"acc": 0.75}}}
+    path = results.publish("99_demo", metrics, 12.34)
+    saved = json.loads(path.read_text())
+    assert saved["metrics"] == {"x": 1.25, "summary_scores": metrics["summary_scores"]}
+    assert saved["meta"]["wall_time_s"] == 12.3 and saved["meta"]["device"] == "CPU test"
+    results.publish_fast_timings({"99_demo.ipynb": 4.04}, "CPU test", "2.x")
+    block = results.readme_block(["99_demo", "98_never_run"])
+    assert "| 99_demo | 4 s | 12 s | CPU test · 2.x ·" in block
+    assert "| 98_never_run | not measured | not run |" in block
+    assert "| joint | 0.500 |" in block and "| tcmax | 0.750 |" in block
