@@ -43,7 +43,8 @@ def _git(*args: str) -> str:
 def run_meta(seconds: float, device: str | None, torch_version: str | None, mode: str) -> dict:
     """Provenance of a run: mode, device, torch, git commit (+ dirty flag), UTC date, wall time (notebook 00)."""
     return {"mode": mode, "device": device, "torch": torch_version, "commit": _git("rev-parse", "--short=12", "HEAD"),
-            "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+            # uncommitted changes to anything but the run's own outputs (figures/, results/)
+            "dirty": bool(_git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!figures", ":!results")),
             "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "wall_time_s": round(seconds, 1)}
 
 
