@@ -49,12 +49,12 @@ def autocast(device: torch.device, enabled: bool) -> AbstractContextManager:
 
 @torch.no_grad()
 def evaluate(model: MultimodalClassifier, method: Method, split: Split, batch_size: int = 64,
-             bf16: bool = False) -> dict:
-    """Fused and per-modality accuracy and the method's mean loss on a split, from one forward pass (nb 03).
+             bf16: bool = False, with_loss: bool = True) -> dict:
+    """Fused and per-modality accuracy and (with_loss) the method's mean loss on a split, one forward pass (nb 03).
 
-    Batches have the training batch size because batch-level losses such as TCMax depend on it; every
-    sample counts for the accuracies, and the loss is the mean over the full-size batches (a ragged
-    last batch would be a different objective, so it does not enter the loss).
+    For the loss, batches must have the training batch size because batch-level losses such as TCMax
+    depend on it; every sample counts for the accuracies, and the loss is the mean over the full-size
+    batches (a ragged last batch would be a different objective, so it does not enter the loss).
     """
     model.eval()
     device = next(model.parameters()).device
@@ -65,12 +65,14 @@ def evaluate(model: MultimodalClassifier, method: Method, split: Split, batch_si
         y = split.y[start:start + batch_size]
         with autocast(device, bf16):
             out = model(*xs)
-            if y.shape[0] == batch_size:
+            if with_loss and y.shape[0] == batch_size:
                 losses.append(method.loss(model, out, y)[0].float())
         correct += (method.predict_logits(out).argmax(1) == y).sum()
         cm = torch.stack([(lg.argmax(1) == y).sum() for lg in out.modality_logits])
         correct_m = cm if correct_m is None else correct_m + cm
-    res = {"acc": float(correct) / n, "loss": float(torch.stack(losses).mean()) if losses else float("nan")}
+    res = {"acc": float(correct) / n}
+    if with_loss:
+        res["loss"] = float(torch.stack(losses).mean()) if losses else float("nan")
     res.update({f"acc_{m}": float(c) / n for m, c in enumerate(correct_m)})
     return res
 
@@ -141,9 +143,10 @@ def fit(model: MultimodalClassifier, method: Method, train: Split, val: Split, c
             row["seconds"] = time.perf_counter() - t0
             if sched is not None:
                 sched.step()
-            for name, split in (("train", train), ("val", val)):
-                res = evaluate(model, method, split, batch_size=cfg.batch_size, bf16=bf16)
-                row.update({f"{name}_{k}": v for k, v in res.items()})
+            # train: accuracies only (its loss is the epoch mean of the training steps, already in `row`);
+            # val: accuracies and the loss at the training batch size, from the same forward pass
+            row.update({f"train_{k}": v for k, v in evaluate(model, method, train, 1024, bf16, False).items()})
+            row.update({f"val_{k}": v for k, v in evaluate(model, method, val, cfg.batch_size, bf16).items()})
             if on_epoch_end is not None:
                 row.update(on_epoch_end(epoch, model))
             if row["val_acc"] > best_acc:
