@@ -107,6 +107,10 @@ class MINE:
         _check_square(scores)
         joint = scores.diagonal().mean()
         lme = logmeanexp_offdiag(scores)                                  # log mean_B e^T (has grad)
+        if not bool(torch.isfinite(lme)) or not bool(torch.isfinite(joint)):
+            raise ValueError("MINE: the critic's scores hold NaN/inf on this batch; the moving average was not "
+                             "updated (it would stay NaN for every later batch). Check the inputs and the learning "
+                             "rate.")
         with torch.no_grad():
             a = self.ema_rate
             new = lme.detach()

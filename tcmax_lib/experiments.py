@@ -50,6 +50,8 @@ def run(method: str | Method, splits: Splits, model_fn: ModelFn, config: TrainCo
     accuracy, linear probes, Shapley values, `best_epoch`, and whatever `extra` returns.
     """
     meth = make_method(method, **(method_kw or {})) if isinstance(method, str) else method
+    if len(splits.test) == 0:
+        raise ValueError("the test split is empty: nothing to report after training. Use a split with test data.")
     train = splits.train if max_train is None else splits.train.stratified_subset(max_train, seed=config.seed)
     model = model_fn(config.seed)
     model, history = fit(model, meth, train, splits.val, config)

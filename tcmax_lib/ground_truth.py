@@ -29,9 +29,15 @@ def gaussian_mi(rho: float, dim: int = 1) -> float:
 
 def rho_for_mi(mi: float, dim: int = 1) -> float:
     """Inverse of `gaussian_mi`: the correlation that gives `mi` nats over `dim` coordinates (notebook 00)."""
-    if mi < 0:
-        raise ValueError(f"mi={mi} must be >= 0 nats.")
-    return math.sqrt(-math.expm1(-2.0 * mi / dim))
+    if not math.isfinite(mi) or mi < 0:
+        raise ValueError(f"mi={mi} must be a finite number >= 0 nats.")
+    if dim < 1:
+        raise ValueError(f"dim={dim} must be a positive number of coordinates.")
+    rho = math.sqrt(-math.expm1(-2.0 * mi / dim))
+    if rho >= 1.0:
+        raise ValueError(f"mi={mi} nats over {dim} coordinates needs a correlation that rounds to 1 in float64; "
+                         "use more coordinates or less MI.")
+    return rho
 
 
 def sample_correlated_gaussian(n: int, dim: int, rho: float, generator: torch.Generator | None = None,
@@ -79,6 +85,14 @@ def equicorrelated_tc(n: int, r: float, dim: int = 1) -> float:
 
 def r_for_tc(tc: float, n: int, dim: int = 1) -> float:
     """Inverse of `equicorrelated_tc` for r in [0, 1): bisection to 1e-12 (notebook 02)."""
+    if not math.isfinite(tc) or tc < 0:
+        raise ValueError(f"tc={tc} must be a finite number >= 0 nats.")
+    if n < 2:
+        raise ValueError(f"n={n}: total correlation needs at least two variables.")
+    reachable = equicorrelated_tc(n, 1.0 - 1e-12, dim)
+    if tc > reachable:
+        raise ValueError(f"tc={tc} nats is out of reach for {n} variables x {dim} coordinates in float64 "
+                         f"(at most {reachable:.1f}); use more coordinates or less TC.")
     lo, hi = 0.0, 1.0 - 1e-12
     for _ in range(200):
         mid = 0.5 * (lo + hi)

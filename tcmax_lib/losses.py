@@ -44,7 +44,20 @@ def _check_logits(logits: Sequence[torch.Tensor], labels: torch.Tensor) -> tuple
                              f"shape (got {tuple(logits[0].shape)} for modality 0).")
     if labels.shape != (b,):
         raise ValueError(f"labels must have shape [B]=({b},), got {tuple(labels.shape)}.")
+    _check_labels(labels, c)
     return b, c
+
+
+def _check_labels(labels: torch.Tensor, num_classes: int) -> None:
+    """Integer class indices in [0, C) for a non-empty batch; a clear error otherwise."""
+    if labels.numel() == 0:
+        raise ValueError("the batch is empty: TCMax needs at least one sample (B >= 1).")
+    if labels.dtype not in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8):
+        raise ValueError(f"labels must be integer class indices, got dtype {labels.dtype}; use labels.long().")
+    lo, hi = int(labels.min()), int(labels.max())
+    if lo < 0 or hi >= num_classes:
+        raise ValueError(f"labels must lie in [0, {num_classes - 1}] for {num_classes} classes, got values in "
+                         f"[{lo}, {hi}]: check the label encoding or the head's number of classes.")
 
 
 def _upcast(t: torch.Tensor) -> torch.Tensor:
@@ -95,8 +108,16 @@ def tcmax_loss_pairwise(head: Callable[[torch.Tensor, torch.Tensor], torch.Tenso
     if zv.shape[0] != b or labels.shape != (b,):
         raise ValueError(f"batch sizes differ: za {tuple(za.shape)}, zv {tuple(zv.shape)}, "
                          f"labels {tuple(labels.shape)}.")
+    if not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size={chunk_size!r}: use a positive number of rows per chunk (e.g. 64).")
+    if b == 0:
+        raise ValueError("the batch is empty: TCMax needs at least one sample (B >= 1).")
     fused = _upcast(head(za, zv))                                        # [B, C] aligned pairs
+    if fused.ndim != 2 or fused.shape[0] != b:
+        raise ValueError(f"the head returned shape {tuple(fused.shape)} for a batch of {b}; it must return "
+                         f"logits [B, C] = [{b}, num_classes].")
     c = fused.shape[1]
+    _check_labels(labels, c)
     positive = fused.gather(1, labels[:, None]).mean()
     log_q = log_label_prior(labels, c, label_prior, fused.dtype)        # [C]
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -87,8 +88,13 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _natural(key: str) -> list:
+    """Sort key that orders 'true 2' before 'true 10'."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(key))]
+
+
 def _table(rows: dict[str, dict]) -> list[str]:
-    cols = list(dict.fromkeys(c for r in rows.values() for c in r))
+    cols = sorted(dict.fromkeys(c for r in rows.values() for c in r), key=_natural)
     out = ["| | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     out += [f"| {name} | " + " | ".join(_fmt(r.get(c, "")) for c in cols) + " |" for name, r in rows.items()]
     return out

@@ -83,9 +83,19 @@ def pick_device(pref: str = "auto", verbose: bool = True) -> torch.device:
         else:
             device = torch.device("cpu")
     else:
-        device = torch.device(pref)
+        try:
+            device = torch.device(pref)
+        except RuntimeError as exc:
+            raise ValueError(f"DEVICE={pref!r} is not a device name; use 'auto', 'cpu', 'cuda', 'cuda:1' or 'mps'.") \
+                from exc
         if device.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError(f"DEVICE={pref!r} asked for CUDA but torch sees no GPU; use 'auto' or 'cpu'.")
+        if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+            raise RuntimeError(f"DEVICE={pref!r}: torch sees {torch.cuda.device_count()} GPU(s); use 'cuda' or 'auto'.")
+        mps = getattr(torch.backends, "mps", None)
+        if device.type == "mps" and not (mps is not None and mps.is_available()):
+            raise RuntimeError(f"DEVICE={pref!r} asked for Apple MPS, which this machine or torch build does not "
+                               "have; use 'auto' or 'cpu'.")
     STATE.device = device_name(device)
     if verbose:
         print(f"device: {device} ({STATE.device}), torch {torch.__version__}")

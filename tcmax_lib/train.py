@@ -9,6 +9,7 @@ copied (not referenced: the public code's `state_dict()` aliasing bug) and resto
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -38,8 +39,43 @@ class TrainConfig:
     device: str | torch.device = "cpu"
     bf16: bool | None = None           # None: bf16 autocast on CUDA only
     progress: bool = True
+    check_finite: bool = True          # stop at the first non-finite input, loss or gradient (one sync a step)
+    max_abs_loss: float = 1e6          # |loss| above this is divergence for these objectives (CE, TCMax: O(10))
     # on-device augmentation of a batch: augment(inputs, generator) -> inputs; the generator is seeded by `seed`
     augment: Callable | None = field(default=None, repr=False)
+
+
+class TrainingDivergedError(RuntimeError):
+    """Training produced a non-finite (or exploding) quantity; raised at the first step where it happens (nb 03)."""
+
+
+def _diverged(epoch: int, step: int, what: str, cfg: TrainConfig) -> TrainingDivergedError:
+    return TrainingDivergedError(
+        f"epoch {epoch}, step {step}: {what}. Training was stopped before the weights were used. Fix: "
+        + ("clean the data (drop or impute the non-finite samples)" if "input" in what else
+           f"lower the learning rate (now {cfg.lr:g}), or check the method's settings")
+        + "; set TrainConfig(check_finite=False) only to reproduce the failure.")
+
+
+def _check_step(model: MultimodalClassifier, batch: list[torch.Tensor], loss: torch.Tensor, cfg: TrainConfig,
+                epoch: int, step: int, after_backward: bool) -> None:
+    """Raise TrainingDivergedError naming the first non-finite quantity of a step: input, loss or gradient."""
+    if not after_backward:
+        value = float(loss.detach())
+        if math.isfinite(value) and abs(value) <= cfg.max_abs_loss:
+            return
+        for m, x in enumerate(batch):
+            if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+                rows = (~torch.isfinite(x.flatten(1))).any(1).nonzero().squeeze(1)[:5].tolist()
+                raise _diverged(epoch, step, f"input {m} holds NaN/inf (batch rows {rows})", cfg)
+        what = (f"the loss is {value:.3g} (|loss| > max_abs_loss={cfg.max_abs_loss:g})" if math.isfinite(value)
+                else f"the loss is {value}")
+        raise _diverged(epoch, step, what, cfg)
+    named = [(n, p.grad) for n, p in model.named_parameters() if p.grad is not None]
+    norms = torch._foreach_norm([g for _, g in named])
+    ok = torch.isfinite(torch.stack(norms))
+    if not bool(ok.all()):
+        raise _diverged(epoch, step, f"the gradient of {named[int((~ok).nonzero()[0])][0]} is not finite", cfg)
 
 
 def autocast(device: torch.device, enabled: bool) -> AbstractContextManager:
@@ -59,6 +95,8 @@ def evaluate(model: MultimodalClassifier, method: Method, split: Split, batch_si
     model.eval()
     device = next(model.parameters()).device
     n = len(split)
+    if n == 0:
+        raise ValueError("evaluate: the split is empty; give it at least one sample.")
     correct, correct_m, losses = 0, None, []
     for start in range(0, n, batch_size):
         xs = [x[start:start + batch_size] for x in split.inputs]
@@ -106,8 +144,12 @@ def train_epoch(model: MultimodalClassifier, method: Method, train: Split, opt: 
         with autocast(device, bf16):
             out = model(*batch)                                          # features, fused and per-modality logits
             loss, logs = method.loss(model, out, y)
+        if cfg.check_finite:
+            _check_step(model, batch, loss, cfg, epoch, steps, after_backward=False)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if cfg.check_finite:
+            _check_step(model, batch, loss, cfg, epoch, steps, after_backward=True)
         logs = {**logs, **method.after_backward(model, out, y, epoch), "train_loss": loss.detach()}
         opt.step()
         for k, v in logs.items():
@@ -115,6 +157,20 @@ def train_epoch(model: MultimodalClassifier, method: Method, train: Split, opt: 
             sums[k] = sums.get(k, 0.0) + v
         steps += 1
     return {k: float(v) / max(steps, 1) for k, v in sums.items()}
+
+
+def _check_config(cfg: TrainConfig, train: Split, val: Split) -> None:
+    """Refuse settings that would train nothing or evaluate nothing, before any work is done."""
+    if cfg.epochs < 1:
+        raise ValueError(f"TrainConfig.epochs={cfg.epochs}: train for at least one epoch.")
+    if cfg.batch_size < 1:
+        raise ValueError(f"TrainConfig.batch_size={cfg.batch_size}: use a positive batch size.")
+    if len(train) < cfg.batch_size:
+        raise ValueError(f"the training split has {len(train)} samples, fewer than batch_size={cfg.batch_size}: no "
+                         f"optimiser step would be taken. Use batch_size <= {len(train)} or more training data.")
+    if len(val) == 0:
+        raise ValueError("the validation split is empty: the best epoch cannot be chosen. Carve a validation "
+                         "split from the training data (e.g. val_fraction > 0).")
 
 
 def fit(model: MultimodalClassifier, method: Method, train: Split, val: Split, cfg: TrainConfig,
@@ -129,6 +185,7 @@ def fit(model: MultimodalClassifier, method: Method, train: Split, val: Split, c
     """
     device = torch.device(cfg.device)
     bf16 = (device.type == "cuda") if cfg.bf16 is None else cfg.bf16
+    _check_config(cfg, train, val)
     model.to(device)
     train, val = train.to(device), val.to(device)
     opt = make_optimizer(model, cfg)
@@ -149,12 +206,14 @@ def fit(model: MultimodalClassifier, method: Method, train: Split, val: Split, c
             row.update({f"val_{k}": v for k, v in evaluate(model, method, val, cfg.batch_size, bf16).items()})
             if on_epoch_end is not None:
                 row.update(on_epoch_end(epoch, model))
-            if row["val_acc"] > best_acc:
+            finite = all(bool(torch.isfinite(t).all()) for t in model.state_dict().values() if t.is_floating_point())
+            if row["val_acc"] > best_acc and finite:                    # never keep a non-finite checkpoint
                 best_acc, best_epoch = row["val_acc"], epoch
                 best_state = copy.deepcopy(model.state_dict())  # a real copy, not references to live tensors
             rows.append(row)
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    if best_state is None:
+        raise TrainingDivergedError("no epoch produced finite weights: nothing to restore. Lower the learning rate.")
+    model.load_state_dict(best_state)
     history = pd.DataFrame(rows)
     history["best_epoch"] = best_epoch
     return model, history

@@ -91,6 +91,45 @@ def test_feature_cache_keyed_and_rebuilt(cache, tmp_path, capsys):
     torch.testing.assert_close(again["x"], feats["x"])
 
 
+def test_feature_cache_with_flipped_bytes_is_rebuilt(cache, tmp_path, capsys):
+    root = _copy(cache, tmp_path)
+    cfg = av.AudioFeatures()
+    feats = av.audio_features(cfg, root)
+    path = root / "fsdd" / f"features_{cfg.key()}.pt"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF                                           # one flipped byte inside the tensor
+    path.write_bytes(bytes(data))
+    again = av.audio_features(cfg, root)
+    assert "content checksum" in capsys.readouterr().out
+    torch.testing.assert_close(again["x"], feats["x"])
+
+
+def test_extra_and_junk_wavs_do_not_change_the_data(cache, tmp_path):
+    root = _copy(cache, tmp_path)
+    folder = root / "fsdd" / "recordings"
+    (folder / "9_extra_99.wav").write_bytes((folder / "9_theo_10.wav").read_bytes())   # an extra recording
+    (folder / "junk.wav").write_bytes(b"not a wav file")
+    feats = av.audio_features(av.AudioFeatures(), root)
+    assert feats["x"].shape[0] == 3000 and "9_extra_99.wav" not in feats["names"]
+    with pytest.raises(ValueError, match="junk.wav: not a readable WAV file"):
+        av.read_wav(folder / "junk.wav")
+
+
+def test_truncated_or_html_archive_is_not_kept(tmp_path, monkeypatch):
+    mirror = tmp_path / "mirror" / "fsdd"
+    mirror.mkdir(parents=True)
+    good = (dl.mirror_dir() / "fsdd" / av.FSDD_ARCHIVE).read_bytes()
+    monkeypatch.setattr(av, "FSDD_URL", "http://127.0.0.1:9/fsdd.tar.gz")   # nothing listens there
+    for bad in (good[: len(good) // 3], b"<!DOCTYPE html><html>Too Many Requests</html>"):
+        (mirror / av.FSDD_ARCHIVE).write_bytes(bad)
+        monkeypatch.setenv("TCMAX_DATA_MIRROR", str(tmp_path / "mirror"))
+        with pytest.raises(dl.ChecksumError, match="failed its content check"):
+            av.fsdd_recordings(tmp_path / "cache")
+        assert not (tmp_path / "cache" / "fsdd" / av.FSDD_ARCHIVE).exists()   # nothing bad is cached
+    (mirror / av.FSDD_ARCHIVE).write_bytes(good)                             # the mirror is fixed: it recovers
+    av.verify_recordings(av.fsdd_recordings(tmp_path / "cache"))
+
+
 def test_log_mel_matches_numpy_reference():
     cfg = av.AudioFeatures()
     gen = torch.Generator().manual_seed(0)

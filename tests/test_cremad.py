@@ -102,6 +102,33 @@ def test_cache_roundtrip_and_rebuild(tmp_path, capsys):
     assert torch.equal(cc.load_cache(root2)["frames"], cache["frames"])
 
 
+def test_cache_key_includes_the_clips_and_bad_index_is_rebuilt(tmp_path, capsys):
+    preset = cd.with_size(cd.PRESETS["ogm"], 32)
+    clips = cd.subset("offline")
+    root_all = cc.build_cache(clips, preset, tmp_path, workers=1, progress=False)
+    root_two = cc.build_cache(clips[:2], preset, tmp_path, workers=1, progress=False)
+    assert root_all != root_two                                            # another clip list: another cache
+    assert cc.load_cache(root_all)["frames"].shape[0] == 6                 # the first one was not overwritten
+    for bad in ("", "{not json", "[]"):
+        (root_two / "index.json").write_text(bad)
+        with pytest.raises(dl.ChecksumError, match="incomplete or damaged.*rebuild"):
+            cc.load_cache(root_two)
+        again = cc.build_cache(clips[:2], preset, tmp_path, workers=1, progress=False)
+        assert "rebuilding" in capsys.readouterr().out and cc.load_cache(again)["frames"].shape[0] == 2
+    spec = np.load(root_two / "specs.npy", mmap_mode="r+")                  # flipped bytes in the memmap
+    spec[0, 0, 0, 0] = np.float16(np.nan)
+    spec.flush()
+    del spec
+    cc.build_cache(clips[:2], preset, tmp_path, workers=1, progress=False)
+    assert "rebuilding" in capsys.readouterr().out
+    assert torch.isfinite(cc.load_cache(root_two)["specs"].float()).all()
+
+
+def test_speaker_split_needs_two_actors():
+    with pytest.raises(ValueError, match="1 actor.*larger subset"):
+        cc.split_indices(cd.subset("offline"), "speaker")
+
+
 def test_augment_frames_shapes_and_ranges():
     frames = torch.randint(0, 256, (2, 3, 3, 32, 32), dtype=torch.uint8)
     out = cc.augment_frames(frames, torch.Generator().manual_seed(0))

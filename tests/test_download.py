@@ -72,7 +72,8 @@ def test_checksum_mismatch_raises_and_removes(server, tmp_path):
     with pytest.raises(dl.ChecksumError, match="SHA-256 mismatch.*expected") as err:
         dl.fetch(f"{server}/bad.bin", sha256=SHA, dataset="t", cache_dir=tmp_path, mirror=None, progress=False)
     assert "bad.bin" in str(err.value) and "Run again" in str(err.value)
-    assert not list((tmp_path / "t").iterdir())  # neither the final file nor a partial one is left
+    # neither the final file nor a partial one is left (the per-file lock stays, empty)
+    assert [p.name for p in (tmp_path / "t").iterdir()] == ["bad.bin.lock"]
 
 
 def test_interrupted_transfer_leaves_no_complete_file_and_resumes(server, tmp_path):

@@ -10,12 +10,13 @@ name encodes every preprocessing parameter; a stale or truncated cache is rebuil
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import math
 import shutil
+import tarfile
 import wave
+import zlib
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
@@ -23,13 +24,13 @@ from pathlib import Path
 import torch
 
 from .download import ChecksumError, data_dir, fetch, read_sha256sums, safe_extract_tar, sha256_file
+from .integrity import check_digest, file_lock, write_digest
+from .mnist import MNIST_FILES, MNIST_URL, mnist  # noqa: F401 - part of this module's interface
 from .splits import Split, Splits, shuffled
 
 FSDD_URL = "https://github.com/Jakobovski/free-spoken-digit-dataset/archive/refs/tags/v1.0.10.tar.gz"
 FSDD_ARCHIVE = "free-spoken-digit-dataset-1.0.10.tar.gz"
 FSDD_PREFIX = "free-spoken-digit-dataset-1.0.10/"
-MNIST_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/"
-MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 SAMPLE_RATE = 8000
 
 
@@ -44,22 +45,43 @@ def fsdd_recordings(cache_dir: Path | None = None) -> Path:
     root = (Path(cache_dir) if cache_dir else data_dir()) / "fsdd"
     manifest = _manifest("fsdd_v1.0.10.sha256")
     folder = root / "recordings"
-    missing = [n for n in manifest if not (root / n).exists()]
-    if missing:
-        archive = fetch(FSDD_URL, sha256=None, dataset="fsdd", filename=FSDD_ARCHIVE, cache_dir=cache_dir)
-        members = [FSDD_PREFIX + n for n in missing]
-        extracted = safe_extract_tar(archive, root / "_extract", members=members)
-        for path in extracted:
-            rel = path.relative_to(root / "_extract" / FSDD_PREFIX.rstrip("/")).as_posix()
-            target = root / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            path.replace(target)
-        shutil.rmtree(root / "_extract", ignore_errors=True)
-        still = [n for n in manifest if not (root / n).exists()]
-        if still:
-            raise ChecksumError(f"{archive.name} lacks {len(still)} recordings, e.g. {still[0]}: the archive is "
-                                "incomplete or not v1.0.10. Delete it and run again (or fix TCMAX_DATA_MIRROR).")
+    if all((root / n).exists() for n in manifest):
+        return folder
+    with file_lock(folder):                                  # one process extracts; the others wait for it
+        missing = [n for n in manifest if not (root / n).exists()]
+        if missing:
+            _extract_recordings(root, missing, cache_dir)
     return folder
+
+
+def _check_fsdd_archive(path: Path) -> None:
+    """Content check of the FSDD archive: a complete tar.gz that lists every recording of the manifest."""
+    manifest = _manifest("fsdd_v1.0.10.sha256")
+    try:
+        with tarfile.open(path) as tar:                      # reads the whole stream: truncation shows here
+            names = set(tar.getnames())
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+        raise ValueError(f"not a complete tar.gz archive ({type(exc).__name__}: {exc})") from exc
+    lacking = [n for n in manifest if FSDD_PREFIX + n not in names]
+    if lacking:
+        raise ValueError(f"it lacks {len(lacking)} recordings of FSDD v1.0.10, e.g. {lacking[0]}")
+
+
+def _extract_recordings(root: Path, missing: list[str], cache_dir: Path | None) -> None:
+    archive = fetch(FSDD_URL, sha256=None, dataset="fsdd", filename=FSDD_ARCHIVE, cache_dir=cache_dir,
+                    check=_check_fsdd_archive)
+    members = [FSDD_PREFIX + n for n in missing]
+    extracted = safe_extract_tar(archive, root / "_extract", members=members)
+    for path in extracted:
+        rel = path.relative_to(root / "_extract" / FSDD_PREFIX.rstrip("/")).as_posix()
+        target = root / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        path.replace(target)
+    shutil.rmtree(root / "_extract", ignore_errors=True)
+    still = [n for n in missing if not (root / n).exists()]
+    if still:
+        raise ChecksumError(f"{archive.name} lacks {len(still)} recordings, e.g. {still[0]}: the archive is "
+                            "incomplete or not v1.0.10. Delete it and run again (or fix TCMAX_DATA_MIRROR).")
 
 
 def verify_recordings(folder: Path) -> None:
@@ -78,12 +100,16 @@ def verify_recordings(folder: Path) -> None:
 
 def read_wav(path: Path) -> torch.Tensor:
     """Read a mono 16-bit 8 kHz wav as float32 in [-1, 1]; anything else is an error naming the file (notebook 05)."""
-    with wave.open(str(path)) as w:
-        if w.getframerate() != SAMPLE_RATE or w.getnchannels() != 1 or w.getsampwidth() != 2:
-            raise ValueError(f"{path.name}: expected mono 16-bit {SAMPLE_RATE} Hz, got {w.getnchannels()} channel(s), "
-                             f"{8 * w.getsampwidth()}-bit, {w.getframerate()} Hz. Use the FSDD v1.0.10 recordings "
-                             "or resample to 8 kHz first.")
-        raw = w.readframes(w.getnframes())
+    try:
+        with wave.open(str(path)) as w:
+            if w.getframerate() != SAMPLE_RATE or w.getnchannels() != 1 or w.getsampwidth() != 2:
+                raise ValueError(f"{path.name}: expected mono 16-bit {SAMPLE_RATE} Hz, got {w.getnchannels()} "
+                                 f"channel(s), {8 * w.getsampwidth()}-bit, {w.getframerate()} Hz. Use the FSDD "
+                                 "v1.0.10 recordings or resample to 8 kHz first.")
+            raw = w.readframes(w.getnframes())
+    except (wave.Error, EOFError) as exc:
+        raise ValueError(f"{path}: not a readable WAV file ({exc}). Delete it; the FSDD recordings are "
+                         "re-extracted from the verified archive on the next run.") from exc
     return torch.frombuffer(bytearray(raw), dtype=torch.int16).float() / 32768.0
 
 
@@ -134,18 +160,24 @@ def audio_features(cfg: AudioFeatures = AudioFeatures(), cache_dir: Path | None 
     """Log-mel features of all 3,000 recordings (fp16), cached; keys: x, digit, speaker, index, names (notebook 05)."""
     root = (Path(cache_dir) if cache_dir else data_dir()) / "fsdd"
     path = root / f"features_{cfg.key()}.pt"
-    if path.exists():
-        try:
-            cached = torch.load(path, weights_only=True)
-            if cached.get("config") == asdict(cfg) and cached["x"].shape[0] == 3000:
-                return cached
-        except Exception:  # truncated or foreign file: rebuild below  # noqa: BLE001
-            pass
-        print(f"{path.name}: stale or damaged feature cache, rebuilding")
-        path.unlink()
+    with file_lock(path):                                    # one process builds; the others wait, then load
+        if path.exists():
+            if check_digest(path):                           # the bytes are the ones written at build time
+                try:
+                    cached = torch.load(path, weights_only=True)
+                    if cached.get("config") == asdict(cfg) and cached["x"].shape[0] == 3000:
+                        return cached
+                except Exception:  # noqa: BLE001 - foreign file under our name: rebuild below
+                    pass
+            print(f"{path.name}: stale or damaged feature cache (content checksum or format), rebuilding")
+            path.unlink()
+        return _build_features(cfg, path, cache_dir)
+
+
+def _build_features(cfg: AudioFeatures, path: Path, cache_dir: Path | None) -> dict:
     folder = fsdd_recordings(cache_dir)
     verify_recordings(folder)
-    names = sorted(p.name for p in folder.glob("*.wav"))
+    names = sorted(Path(n).name for n in _manifest("fsdd_v1.0.10.sha256"))  # the manifest, not whatever is there
     n = int(cfg.seconds * SAMPLE_RATE)
     waves = torch.stack([_fixed_length(read_wav(folder / name), n) for name in names])  # [3000, T]
     if cfg.snr_db is not None:
@@ -159,37 +191,8 @@ def audio_features(cfg: AudioFeatures = AudioFeatures(), cache_dir: Path | None 
     tmp = path.with_suffix(".tmp")
     torch.save(data, tmp)
     tmp.replace(path)
+    write_digest(path)
     return data
-
-
-# ----------------------------------------------------------------------------- MNIST
-def _parse_idx(raw: bytes) -> torch.Tensor:
-    dims = raw[3]
-    shape = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims)]
-    return torch.frombuffer(bytearray(raw[4 + 4 * dims:]), dtype=torch.uint8).view(*shape)
-
-
-def mnist(cache_dir: Path | None = None) -> dict[str, torch.Tensor]:
-    """MNIST as uint8 tensors {train_x [60000, 28, 28], train_y, test_x, test_y}, verified on the raw bytes.
-
-    Introduced in notebook 05.
-    """
-    manifest = _manifest("mnist_uncompressed.sha256")
-    out = {}
-    for name in MNIST_FILES:
-        gz = fetch(MNIST_URL + name + ".gz", sha256=None, dataset="mnist", filename=name + ".gz", cache_dir=cache_dir)
-        try:
-            raw = gzip.decompress(gz.read_bytes())
-        except (OSError, EOFError) as exc:
-            gz.unlink()
-            raise ChecksumError(f"{gz.name} is not a valid gzip file ({exc}); it was deleted. Run again.") from exc
-        if hashlib.sha256(raw).hexdigest() != manifest[name]:
-            gz.unlink()
-            raise ChecksumError(f"{name}: decompressed SHA-256 mismatch (expected {manifest[name]}); "
-                                f"{gz.name} was deleted. Run again, or check TCMAX_DATA_MIRROR.")
-        split = "train" if name.startswith("train") else "test"
-        out[f"{split}_{'x' if 'images' in name else 'y'}"] = _parse_idx(raw)
-    return out
 
 
 # ----------------------------------------------------------------------------- pairing

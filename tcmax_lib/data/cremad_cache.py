@@ -6,6 +6,7 @@ index.json written last marks a complete cache. `prepare` returns typed `Splits`
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -20,6 +21,7 @@ from tqdm.auto import tqdm
 
 from .cremad import PRESETS, CremadPreset, download, drop_bad, ogm_test_clips, parse, preprocess_clip, subset, with_size
 from .download import data_dir
+from .integrity import ChecksumError, check_digest, file_lock, writable_dir, write_digest
 from .splits import Split, Splits
 
 
@@ -43,19 +45,48 @@ def _work(args):
 
 
 # ----------------------------------------------------------------------------- cache
+def cache_root(clips: list[str], preset: CremadPreset, cache_dir: Path | None = None) -> Path:
+    """Cache folder of a clip list and a preset: its name encodes both, so caches never overwrite (nb 06)."""
+    clip_key = hashlib.sha256("\n".join(clips).encode()).hexdigest()[:10]
+    root = Path(cache_dir) if cache_dir else data_dir()
+    return root / "cremad" / "cache" / f"{preset.key()}_{len(clips)}_{clip_key}"
+
+
+def _read_index(index: Path) -> dict | None:
+    try:
+        meta = json.loads(index.read_text())
+        return meta if isinstance(meta, dict) and {"clips", "preset", "labels", "digests"} <= set(meta) else None
+    except (OSError, ValueError):
+        return None
+
+
 def build_cache(clips: list[str], preset: CremadPreset = PRESETS["ogm"], cache_dir: Path | None = None,
                 workers: int | None = None, progress: bool = True) -> Path:
-    """Decode every clip once into memory-mapped arrays; the index.json written last marks completion (notebook 06)."""
-    root = (Path(cache_dir) if cache_dir else data_dir()) / "cremad" / "cache" / preset.key()
+    """Decode every clip once into memory-mapped arrays; the index.json written last marks completion (nb 06).
+
+    The index records each array's SHA-256; a cache whose index is unreadable or whose bytes changed
+    is rebuilt, with a message. A lock keeps two processes from building the same cache at once.
+    """
+    if not clips:
+        raise ValueError("build_cache: the clip list is empty; pick a subset with clips in it.")
+    root = cache_root(clips, preset, cache_dir)
     index = root / "index.json"
-    if index.exists():
-        meta = json.loads(index.read_text())
-        if meta["clips"] == clips and meta["preset"] == asdict(preset) and _sizes_ok(root, meta):
-            return root
-        print(f"{root.name}: cache does not match the requested clips/preset or is damaged; rebuilding")
-        index.unlink()
+    writable_dir(root)
+    with file_lock(root / "cache"):
+        if index.exists():
+            meta = _read_index(index)
+            same = meta is not None and meta["clips"] == clips and meta["preset"] == asdict(preset)
+            if same and _arrays_ok(root, meta):
+                return root
+            print(f"{root.name}: cache index unreadable, for other clips/preset, or its arrays changed; rebuilding")
+            index.unlink()
+        _build(root, clips, preset, cache_dir, workers, progress)
+    return root
+
+
+def _build(root: Path, clips: list[str], preset: CremadPreset, cache_dir: Path | None, workers: int | None,
+           progress: bool) -> None:
     paths = download(clips, cache_dir, progress)
-    root.mkdir(parents=True, exist_ok=True)
     s, (h, w) = preset.frame_size, preset.spec_shape
     frames = np.lib.format.open_memmap(root / "frames.npy.part", "w+", np.uint8, (len(clips), preset.frames, 3, s, s))
     specs = np.lib.format.open_memmap(root / "specs.npy.part", "w+", np.float16, (len(clips), 1, h, w))
@@ -66,31 +97,39 @@ def build_cache(clips: list[str], preset: CremadPreset = PRESETS["ogm"], cache_d
         for i, (f, sp) in enumerate(tqdm(results, total=len(jobs), desc="decoding", disable=not progress or None)):
             if sp.shape != specs.shape[1:]:
                 raise ValueError(f"{clips[i]}: spectrogram shape {sp.shape}, the preset expects {specs.shape[1:]}.")
+            if not np.isfinite(sp).all():
+                raise ValueError(f"{clips[i]}: the spectrogram holds NaN/inf; the clip's audio is damaged.")
             frames[i], specs[i] = f, sp
     frames.flush(), specs.flush()
     del frames, specs
     (root / "frames.npy.part").replace(root / "frames.npy")
     (root / "specs.npy.part").replace(root / "specs.npy")
-    meta = {"clips": clips, "preset": asdict(preset), "labels": [parse(c)["label"] for c in clips]}
-    index.write_text(json.dumps(meta))
-    return root
+    digests = {name: write_digest(root / name) for name in ("frames.npy", "specs.npy")}
+    meta = {"clips": clips, "preset": asdict(preset), "labels": [parse(c)["label"] for c in clips], "digests": digests}
+    tmp = root / "index.json.tmp"
+    tmp.write_text(json.dumps(meta))
+    tmp.replace(root / "index.json")
 
 
-def _sizes_ok(root: Path, meta: dict) -> bool:
+def _arrays_ok(root: Path, meta: dict) -> bool:
+    """Shapes match the index and each array still has the SHA-256 recorded at build time (once per process)."""
     try:
         f = np.load(root / "frames.npy", mmap_mode="r")
         s = np.load(root / "specs.npy", mmap_mode="r")
     except (OSError, ValueError):
         return False
-    return f.shape[0] == s.shape[0] == len(meta["clips"])
+    if not f.shape[0] == s.shape[0] == len(meta["clips"]):
+        return False
+    return all(check_digest(root / name) and (root / f"{name}.sha256").read_text().strip() == digest
+               for name, digest in meta["digests"].items())
 
 
 def load_cache(root: Path) -> dict:
-    """Cached arrays as tensors: frames uint8 [N, F, 3, S, S], specs float16 [N, 1, H, W], labels, clips.
-
-    Introduced in notebook 06.
-    """
-    meta = json.loads((Path(root) / "index.json").read_text())
+    """Cached arrays as tensors: frames uint8 [N, F, 3, S, S], specs float16 [N, 1, H, W], labels, clips (nb 06)."""
+    meta = _read_index(Path(root) / "index.json")
+    if meta is None or not _arrays_ok(Path(root), meta):
+        raise ChecksumError(f"{root}: the CREMA-D cache is incomplete or damaged; call build_cache (or "
+                            "cremad_cache.prepare) again to rebuild it.")
     return {"frames": torch.from_numpy(np.load(root / "frames.npy")),
             "specs": torch.from_numpy(np.load(root / "specs.npy")),
             "labels": torch.tensor(meta["labels"]), "clips": meta["clips"],
@@ -112,8 +151,11 @@ def split_indices(clips: list[str], kind: str = "ogm", val_fraction: float = 0.2
         is_test = torch.tensor([c in test_set for c in clips])
     elif kind == "speaker":
         actors = sorted({parse(c)["actor"] for c in clips})
+        if len(actors) < 2:
+            raise ValueError(f"the speaker split holds whole actors out, but these {len(clips)} clips have "
+                             f"{len(actors)} actor(s); use a larger subset (e.g. 'teaching') or split='ogm'.")
         perm = torch.randperm(len(actors), generator=gen).tolist()
-        n_test = max(1, int(round(test_actors * len(actors)))) if len(actors) > 1 else 0
+        n_test = max(1, int(round(test_actors * len(actors))))
         held = {actors[i] for i in perm[:n_test]}
         is_test = torch.tensor([parse(c)["actor"] in held for c in clips])
     else:
@@ -125,7 +167,6 @@ def split_indices(clips: list[str], kind: str = "ogm", val_fraction: float = 0.2
     if val_fraction > 0 and len(train) > 1:
         n_val = max(1, n_val)  # tiny subsets still get a validation clip
     return {"train": perm[n_val:].sort().values, "val": perm[:n_val].sort().values, "test": test}
-
 
 
 def prepare(subset_name: str = "offline", preset: str = "ogm", split: str = "ogm", frame_size: int | None = None,

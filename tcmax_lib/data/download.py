@@ -1,34 +1,39 @@
-"""Verified, resumable, atomic downloads with an offline-mirror fallback.
+"""Verified, resumable, atomic, locked downloads with an offline-mirror fallback (notebook 05).
 
 Cache:  ``$TCMAX_DATA_DIR/<dataset>/<file>``  (default ``data/`` in the repository).
 Mirror: ``$TCMAX_DATA_MIRROR/<dataset>/<file>`` -- a local copy (CI, air-gapped GPU boxes).
-When the mirror is set and holds the file it is used without touching the network;
-otherwise the canonical URL is downloaded. Every file is checked against its SHA-256.
+Sources are tried in order, mirror first, then the canonical URL; a source whose file fails its check
+is reported and the next one is tried. Every kept file passes a check that can fail: its SHA-256 where
+the bytes are stable, else the caller's content check (`check=`, e.g. a complete archive listing).
+A file under its final name is always complete and checked; a per-file lock keeps concurrent
+processes from writing the same file.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tarfile
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from ..runtime import repo_root
+from .integrity import (
+    CHUNK,
+    ChecksumError,
+    DataUnavailableError,
+    file_lock,
+    sha256_file,
+    verify,
+    writable_dir,
+)
 
-CHUNK = 1 << 20
-
-
-class ChecksumError(RuntimeError):
-    """A file's SHA-256 does not match the manifest (notebook 05)."""
-
-
-class DataUnavailableError(RuntimeError):
-    """A file is neither cached, nor in the mirror, nor downloadable (notebook 05)."""
+__all__ = ["ChecksumError", "DataUnavailableError", "data_dir", "fetch", "mirror_dir", "read_sha256sums",
+           "safe_extract_tar", "sha256_file", "verify"]
 
 
 def data_dir() -> Path:
@@ -48,47 +53,38 @@ def mirror_dir() -> Path | None:
     return path.resolve()
 
 
-def sha256_file(path: Path) -> str:
-    """SHA-256 hex digest of a file, streamed (notebook 05)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def verify(path: Path, sha256: str, source: str = "") -> None:
-    """Raise ChecksumError (and delete the file) when `path` does not hash to `sha256` (notebook 05)."""
-    actual = sha256_file(path)
-    if actual != sha256.lower():
-        path.unlink(missing_ok=True)
-        where = f" (from {source})" if source else ""
-        raise ChecksumError(
-            f"{path.name}{where}: SHA-256 mismatch, expected {sha256}, got {actual}. "
-            "The bad file was deleted. Run again to re-download; if it keeps failing, the source "
-            "is corrupted or changed: check TCMAX_DATA_MIRROR or the URL.")
-
-
 def _copy_from_mirror(src: Path, part: Path) -> None:
     with open(src, "rb") as fin, open(part, "wb") as fout:
         shutil.copyfileobj(fin, fout, CHUNK)
+    if part.stat().st_size != src.stat().st_size:
+        raise OSError(f"copy of {src} is incomplete ({part.stat().st_size} of {src.stat().st_size} bytes)")
 
 
-def _download(url: str, part: Path, timeout: float, progress: bool) -> None:
-    """Stream `url` into `part`, resuming from its current size with an HTTP Range request."""
-    have = part.stat().st_size if part.exists() else 0
+def _download(url: str, part: Path, timeout: float, progress: bool, resume: bool) -> None:
+    """Stream `url` into `part`; resume from its size with an HTTP Range request when `resume`."""
+    have = part.stat().st_size if (resume and part.exists()) else 0
     request = urllib.request.Request(url, headers={"User-Agent": "tcmax-tutorial"})
     if have:
         request.add_header("Range", f"bytes={have}-")
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        resumed = have and response.status == 206
-        mode = "ab" if resumed else "wb"
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and have:  # nothing after `have`: the partial file is complete or too long; restart
+            part.unlink()
+            return _download(url, part, timeout, progress, resume=False)
+        raise
+    with response:
+        crange = response.headers.get("Content-Range", "")
+        resumed = bool(have) and response.status == 206 and crange.startswith(f"bytes {have}-")
+        if response.status == 206 and not resumed:
+            raise urllib.error.URLError(f"server answered 206 with Content-Range {crange!r} to a request for "
+                                        f"bytes {have}-: refusing a misplaced partial response")
         start = have if resumed else 0
         length = response.headers.get("Content-Length")
         total = start + int(length) if length is not None else None
-        with open(part, mode) as f, tqdm(total=total, initial=start, unit="B", unit_scale=True,
-                                         desc=part.name.removesuffix(".part"), disable=not progress or None,
-                                         leave=False) as bar:
+        with open(part, "ab" if resumed else "wb") as f, tqdm(
+                total=total, initial=start, unit="B", unit_scale=True, desc=part.name.removesuffix(".part"),
+                disable=not progress or None, leave=False) as bar:
             received = 0
             for block in iter(lambda: response.read(CHUNK), b""):
                 f.write(block)
@@ -98,47 +94,80 @@ def _download(url: str, part: Path, timeout: float, progress: bool) -> None:
             raise urllib.error.URLError(f"transfer interrupted after {start + received} of {total} bytes")
 
 
+def _target(cache_dir: Path, dataset: str, filename: str) -> Path:
+    root = (Path(cache_dir) / dataset).resolve()
+    dest = (root / filename).resolve()
+    if Path(filename).is_absolute() or root not in dest.parents:
+        raise ValueError(f"filename {filename!r} leaves the cache folder {root}; use a relative path inside it.")
+    if dest.is_dir():
+        raise IsADirectoryError(f"{dest} is a directory, not a cached file: remove it and run again.")
+    return dest
+
+
+def _acceptable(path: Path, sha256: str | None, check: Callable[[Path], None] | None, source: str) -> None:
+    """Raise ChecksumError (deleting `path`) unless the file passes its hash or content check."""
+    if sha256 is not None:
+        verify(path, sha256, source)
+    if check is not None:
+        try:
+            check(path)
+        except Exception as exc:  # noqa: BLE001 - any failed content check means: do not keep this file
+            path.unlink(missing_ok=True)
+            raise ChecksumError(f"{path.name.removesuffix('.part')} (from {source}) failed its content check: "
+                                f"{exc}. The bad file was deleted.") from exc
+
+
 def fetch(url: str | None, *, sha256: str | None, dataset: str, filename: str | None = None,
           cache_dir: Path | None = None, mirror: Path | None | str = "env", timeout: float = 60.0,
-          progress: bool = True) -> Path:
-    """Return a verified local copy of `filename` of `dataset`, downloading it only when needed.
+          progress: bool = True, check: Callable[[Path], None] | None = None) -> Path:
+    """Return a checked local copy of `filename` of `dataset`, downloading it only when needed (notebook 05).
 
     `sha256=None` is only for files whose bytes are not stable upstream (GitHub tag archives,
-    re-compressed .gz); the caller must then verify the content it extracts.
-    Introduced in notebook 05.
+    re-compressed .gz); pass `check(path)`, which raises on bad content, so that such a file can fail too.
     """
+    if sha256 is None and check is None:
+        raise ValueError(f"{dataset}/{filename or url}: give sha256= or a content check= (a file that cannot "
+                         "fail a check could be kept truncated or corrupted).")
     filename = filename or Path(str(url)).name
-    cache_dir = Path(cache_dir) if cache_dir is not None else data_dir()
+    dest = _target(Path(cache_dir) if cache_dir is not None else data_dir(), dataset, filename)
     mirror = mirror_dir() if mirror == "env" else (Path(mirror) if mirror else None)
-    dest = cache_dir / dataset / filename
-    if dest.exists():
-        if sha256 is None or sha256_file(dest) == sha256.lower():
-            return dest  # verified cache hit: no network
-        dest.unlink()  # stale or corrupted cache: fetch again
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
-    mirrored = mirror / dataset / filename if mirror else None
-    errors = []
-    if mirrored is not None and mirrored.exists():
-        part.unlink(missing_ok=True)
-        _copy_from_mirror(mirrored, part)
-        source = str(mirrored)
-    elif url:
-        try:
-            _download(url, part, timeout, progress)
-        except (urllib.error.URLError, OSError, TimeoutError) as exc:
-            errors.append(f"{url}: {exc}")
-        source = url
-    if errors or not part.exists():
-        hint = (f"mirror {mirror}/{dataset}/ has no {filename}" if mirror
+    writable_dir(dest.parent)
+    with file_lock(dest):
+        if dest.exists():
+            try:
+                _acceptable(dest, sha256, check, "the cache")
+                return dest  # checked cache hit: no network
+            except ChecksumError:
+                pass  # stale or corrupted cache (deleted): fetch again
+        part = dest.with_name(dest.name + ".part")
+        mirrored = mirror / dataset / filename if mirror else None
+        errors: list[str] = []
+        bad_content = False
+        sources = ([("mirror", str(mirrored))] if mirrored is not None and mirrored.is_file() else [])
+        sources += [("url", url)] if url else []
+        for kind, source in sources:
+            try:
+                if kind == "mirror":
+                    part.unlink(missing_ok=True)
+                    _copy_from_mirror(Path(source), part)
+                elif part.exists() and sha256 is not None and sha256_file(part) == sha256.lower():
+                    pass  # a complete .part left by a run killed during its check: verify, do not resume
+                else:
+                    _download(source, part, timeout, progress, resume=sha256 is not None)
+                _acceptable(part, sha256, check, source)
+                part.replace(dest)  # atomic: a file under its final name is always complete and checked
+                return dest
+            except ChecksumError as exc:
+                bad_content = True
+                errors.append(str(exc))
+            except (urllib.error.URLError, OSError, TimeoutError) as exc:
+                errors.append(f"{source}: {exc}")
+        hint = (f"mirror {mirror}/{dataset}/ has no good {filename}" if mirror
                 else "set TCMAX_DATA_MIRROR to a folder holding <dataset>/<file> copies")
-        raise DataUnavailableError(
-            f"cannot get {dataset}/{filename}: " + ("; ".join(errors) or "no URL") +
-            f". Fix: connect to the internet and run again (a partial download resumes), or {hint}.")
-    if sha256 is not None:
-        verify(part, sha256, source)
-    part.replace(dest)  # atomic: a file under its final name is always complete and verified
-    return dest
+        cls = ChecksumError if bad_content else DataUnavailableError
+        raise cls(f"cannot get {dataset}/{filename}: " + ("; ".join(errors) or "no URL and no mirror copy") +
+                  f". Fix: connect to the internet and run again (a partial download with a known hash resumes), "
+                  f"or {hint}.")
 
 
 def safe_extract_tar(archive: Path, dest: Path, members: list[str] | None = None) -> list[Path]:
