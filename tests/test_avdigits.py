@@ -13,6 +13,7 @@ import torch
 
 from tcmax_lib.data import avdigits as av
 from tcmax_lib.data import download as dl
+from tcmax_lib.data import mnist as mnist_module
 
 MIRROR = os.environ.get("TCMAX_DATA_MIRROR")
 pytestmark = pytest.mark.skipif(
@@ -149,15 +150,24 @@ def test_log_mel_matches_numpy_reference():
     assert (np.diff(fb.argmax(1)) >= 0).all()
 
 
-def test_mnist_verified_and_corruption_caught(tmp_path):
+def test_mnist_verified_and_corruption_caught(tmp_path, monkeypatch):
     mn = av.mnist()
     assert mn["train_x"].shape == (60000, 28, 28) and mn["test_y"].shape == (10000,)
     assert torch.bincount(mn["train_y"]).tolist()[0] == 5923
-    # a corrupted .gz in the cache is caught on the decompressed bytes and removed
+    # a corrupted .gz in the cache is caught on the decompressed bytes and replaced from the mirror
     bad_root = tmp_path / "mnist"
     bad_root.mkdir()
     for name in av.MNIST_FILES:
         (bad_root / f"{name}.gz").write_bytes(gzip.compress(b"not mnist"))
+    torch.testing.assert_close(av.mnist(tmp_path)["test_y"], mn["test_y"])
+    # with a corrupted mirror too (and no network), the error names the check and nothing bad is kept
+    mirror = tmp_path / "bad_mirror" / "mnist"
+    mirror.mkdir(parents=True)
+    for name in av.MNIST_FILES:
+        (mirror / f"{name}.gz").write_bytes(gzip.compress(b"not mnist"))
+        (bad_root / f"{name}.gz").unlink()
+    monkeypatch.setenv("TCMAX_DATA_MIRROR", str(tmp_path / "bad_mirror"))
+    monkeypatch.setattr(mnist_module, "MNIST_URL", "http://127.0.0.1:9/")   # nothing listens there
     with pytest.raises(dl.ChecksumError, match="decompressed SHA-256 mismatch"):
         av.mnist(tmp_path)
     assert not (bad_root / "train-images-idx3-ubyte.gz").exists()
