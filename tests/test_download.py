@@ -1,12 +1,12 @@
 """The downloader over real HTTP on 127.0.0.1: success, mismatch, interruption + resume, mirror, cache."""
 
 import hashlib
-import http.server
 import io
 import tarfile
-import threading
 
 import pytest
+from http_files import FileHandler as Handler
+from http_files import serve
 
 from tcmax_lib.data import download as dl
 
@@ -14,50 +14,10 @@ PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
 SHA = hashlib.sha256(PAYLOAD).hexdigest()
 
 
-class Handler(http.server.BaseHTTPRequestHandler):
-    files: dict = {}
-    requests: list = []
-    cut_after: int | None = None  # bytes sent before the connection is dropped (once)
-
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        type(self).requests.append((self.path, self.headers.get("Range")))
-        body = self.files.get(self.path)
-        if body is None:
-            self.send_error(404)
-            return
-        start = 0
-        rng = self.headers.get("Range")
-        if rng:
-            start = int(rng.split("=")[1].rstrip("-"))
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-        else:
-            self.send_response(200)
-        self.send_header("Content-Length", str(len(body) - start))
-        self.end_headers()
-        cut = type(self).cut_after
-        if cut is not None:
-            type(self).cut_after = None
-            self.wfile.write(body[start:start + cut])
-            self.wfile.flush()
-            self.close_connection = True
-            return
-        self.wfile.write(body[start:])
-
-
 @pytest.fixture()
 def server():
-    Handler.files = {"/good.bin": PAYLOAD, "/bad.bin": PAYLOAD[:-1] + b"x"}
-    Handler.requests = []
-    Handler.cut_after = None
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
+    with serve({"/good.bin": PAYLOAD, "/bad.bin": PAYLOAD[:-1] + b"x"}) as url:
+        yield url
 
 
 def test_success_then_cached_without_request(server, tmp_path):

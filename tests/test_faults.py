@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import http.server
 import io
 import multiprocessing as mp
 import tarfile
-import threading
-import time
 from pathlib import Path
 
 import pytest
 import torch
+from http_files import FileHandler as Handler
+from http_files import serve
 
 from tcmax_lib import estimators as est
 from tcmax_lib import ground_truth as gt
@@ -54,61 +53,10 @@ def archive_check(path: Path) -> None:
         raise ValueError(f"unexpected members {names}")
 
 
-class Handler(http.server.BaseHTTPRequestHandler):
-    files: dict = {}
-    requests: list = []
-    mode: str = "normal"   # normal | no-length-truncated | bogus-206 | slow
-    protocol_version = "HTTP/1.0"
-
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        type(self).requests.append((self.path, self.headers.get("Range")))
-        body = self.files.get(self.path)
-        if body is None:
-            self.send_error(404)
-            return
-        rng = self.headers.get("Range")
-        start = int(rng.split("=")[1].rstrip("-")) if rng else 0
-        if self.mode == "bogus-206":
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes 0-{len(body) - 1}/{len(body)}")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-            return
-        if start >= len(body):
-            self.send_error(416)
-            return
-        self.send_response(206 if start else 200)
-        if start:
-            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-        if self.mode == "no-length-truncated":
-            self.end_headers()
-            self.wfile.write(body[start:len(body) // 2])   # no Content-Length, connection closed early
-            return
-        self.send_header("Content-Length", str(len(body) - start))
-        self.end_headers()
-        if self.mode == "slow":
-            for i in range(start, len(body), 32_768):
-                self.wfile.write(body[i:i + 32_768])
-                self.wfile.flush()
-                time.sleep(0.02)
-            return
-        self.wfile.write(body[start:])
-
-
 @pytest.fixture()
 def server():
-    Handler.files = {"/good.bin": PAYLOAD, "/a.tar.gz": ARCHIVE}
-    Handler.requests = []
-    Handler.mode = "normal"
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
+    with serve({"/good.bin": PAYLOAD, "/a.tar.gz": ARCHIVE}) as url:
+        yield url
 
 
 # ----------------------------------------------------------------------------- downloads and caches
