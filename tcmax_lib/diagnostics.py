@@ -1,5 +1,6 @@
 """Modality-competition diagnostics (notebook 03): linear probes of frozen encoders, the OGM discrepancy
-ratio, Shapley modality contributions, confusion matrices, and `report`. Plots live in `plotting`."""
+ratio, Shapley modality contributions, confusion matrices, the agreement of the unimodal predictions
+(JS divergence, entropy ratio; notebook 07), and `report`. Plots live in `plotting`."""
 
 from __future__ import annotations
 
@@ -9,14 +10,16 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .data.splits import Split
-from .methods import Method, ogm_ratio
+from .method_base import Method, ogm_ratio
 from .models import MultimodalClassifier
 from .runtime import seeded
 
-__all__ = ["confusion_matrix", "encode", "linear_probe", "ogm_ratio", "report", "shapley_contributions"]
+__all__ = ["confusion_matrix", "encode", "entropy_ratio", "js_divergence", "linear_probe", "ogm_ratio",
+           "prediction_entropy", "report", "shapley_contributions"]
 
 
 @torch.no_grad()
@@ -86,27 +89,68 @@ def confusion_matrix(pred: torch.Tensor, y: torch.Tensor, num_classes: int) -> n
     return torch.bincount(idx, minlength=num_classes ** 2).view(num_classes, num_classes).numpy()
 
 
+def js_divergence(logits_p: torch.Tensor, logits_q: torch.Tensor) -> torch.Tensor:
+    """Per-sample Jensen-Shannon divergence [N] (nats, in [0, log 2]) of softmax(logits_p), softmax(logits_q) (nb 07).
+
+    JS(p, q) = KL(p || m) / 2 + KL(q || m) / 2 with m = (p + q) / 2, computed in log space.
+    """
+    logp, logq = F.log_softmax(logits_p.float(), -1), F.log_softmax(logits_q.float(), -1)   # [N, C]
+    logm = torch.logaddexp(logp, logq) - math.log(2.0)
+    kl_pm = (logp.exp() * (logp - logm)).sum(-1)
+    kl_qm = (logq.exp() * (logq - logm)).sum(-1)
+    return (0.5 * (kl_pm + kl_qm)).clamp_min(0.0)
+
+
+def prediction_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Per-sample entropy [N] (nats) of softmax(logits) (notebook 07)."""
+    logp = F.log_softmax(logits.float(), -1)
+    return -(logp.exp() * logp).sum(-1)
+
+
+def entropy_ratio(logits_a: torch.Tensor, logits_v: torch.Tensor) -> float:
+    """Our entropy ratio rho = max(H_a, H_v) / min(H_a, H_v) of the mean prediction entropies, >= 1 (nb 07).
+
+    H_m is the test-set mean of `prediction_entropy` of modality m's logits; 1 means both modalities
+    are equally confident. The paper does not publish its definition; this is ours.
+    """
+    h = [float(prediction_entropy(lg).mean()) for lg in (logits_a, logits_v)]
+    lo, hi = min(h), max(h)
+    return float("inf") if lo == 0 else hi / lo
+
+
 @torch.no_grad()
 def _predict(model: MultimodalClassifier, method: Method, xs: Sequence[torch.Tensor], batch_size: int = 1024):
     model.eval()
     preds, heads = [], []
+    logits = [[] for _ in xs]
     for start in range(0, xs[0].shape[0], batch_size):
         out = model(*(x[start:start + batch_size] for x in xs))
         preds.append(method.predict_logits(out).argmax(1))
         heads.append(torch.stack([lg.argmax(1) for lg in out.modality_logits]))
-    return torch.cat(preds), torch.cat(heads, dim=1)
+        for m, lg in enumerate(out.modality_logits):
+            logits[m].append(lg.float())
+    return torch.cat(preds), torch.cat(heads, dim=1), [torch.cat(lg) for lg in logits]
 
 
 def report(model: MultimodalClassifier, method: Method, train: Split, test: Split, num_classes: int,
            names: Sequence[str] = ("audio", "visual")) -> dict:
-    """Test metrics of a trained model: fused and per-head accuracy, linear probes, Shapley values (notebook 03)."""
+    """Test metrics of a trained model: fused and per-head accuracy, linear probes, Shapley values (notebook 03).
+
+    With two modalities also the mean JS divergence between the per-modality predictions (`js`), their
+    mean entropies and `entropy_ratio` (notebook 07).
+    """
     device = next(model.parameters()).device
     train, test = train.to(device), test.to(device)
     xtr, ytr, xte, yte = train.inputs, train.y, test.inputs, test.y
-    pred, heads = _predict(model, method, xte)
+    pred, heads, logits = _predict(model, method, xte)
     out = {"acc": float((pred == yte).float().mean()), "pred": pred}
     for m, name in enumerate(names):
         out[f"acc_{name}_head"] = float((heads[m] == yte).float().mean())
+    if len(logits) == 2:
+        out["js"] = float(js_divergence(*logits).mean())
+        for name, lg in zip(names, logits):
+            out[f"entropy_{name}"] = float(prediction_entropy(lg).mean())
+        out["entropy_ratio"] = entropy_ratio(*logits)
     ftr, fte = encode(model, xtr), encode(model, xte)
     for name, a, b in zip(names, ftr, fte):
         out[f"probe_{name}"] = linear_probe(a, ytr, b, yte, num_classes)

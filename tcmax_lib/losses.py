@@ -11,7 +11,8 @@ choice, the `- log |Y|` above); then -L bounds TC + KL(p_y || Uniform), not TC, 
 `label_prior="batch"` uses the batch's class frequencies p_hat(c) instead:
     normaliser = log sum_c p_hat(c) prod_m sum_j exp f_m[j, c] - M log B,
 where classes absent from the batch contribute nothing, and -L is a batch bound on TC itself.
--L can never exceed log(B^(M-1) |Y|) (uniform prior). The reference forms the
+-L can never exceed log(B^(M-1) |Y|) (uniform prior). `tcmax_loss_sampled` is the paper's sampled-negative
+variant: N random (audio, visual) index pairs estimate the normaliser, O(N) instead of O(B^2). The reference forms the
 fast ones are checked against (brute force, the materialised grid, the released code's form) are
 written out where they teach (notebook 04) and in tests/test_losses.py, not here.
 """
@@ -136,6 +137,46 @@ def tcmax_loss_pairwise(head: Callable[[torch.Tensor, torch.Tensor], torch.Tenso
             parts.append(chunk_lse(za_chunk, zv))
     log_norm = torch.logsumexp(torch.stack(parts), 0)
     loss = -positive + log_norm - 2 * math.log(b)
+    return TCMaxOutput(loss=loss, tc_estimate=-loss.detach())
+
+
+def tcmax_loss_sampled(head: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], feats: Sequence[torch.Tensor],
+                       labels: torch.Tensor, num_negatives: int | None, label_prior: str = "uniform",
+                       generator: torch.Generator | None = None, chunk_size: int = 64) -> TCMaxOutput:
+    """TCMax with N sampled negative pairs (the paper's `TCMax_loss_sample`); N <= 0 or None: exact (nb 07).
+
+    N (audio-index, visual-index) pairs are drawn uniformly *with replacement* from B x B (aligned
+    pairs can be drawn), and the normaliser log (1/B^2) sum_{j,k} sum_c q(c) e^{f(z_aj, z_vk)_c} is
+    replaced by its plug-in estimate log (1/N) sum_n sum_c q(c) e^{f(z_a j_n, z_v k_n)_c}. The mean
+    inside the log is unbiased, so by Jensen the loss is biased *low* (the TC estimate high); to first
+    order the bias is -Var(w) / (2 N E[w]^2), w = sum_c q(c) e^{f_c} of one random pair: O(1/N).
+    Cost O(N) head evaluations instead of O(B^2). Indices come from `generator` (torch's global RNG,
+    which `fit` seeds from TrainConfig.seed, when None). The released code's N <= 0 draws B pairs
+    (one random visual partner per audio feature); here N <= 0 means the exact loss, as the series uses
+    it for the "exact" end of the negatives sweep.
+    """
+    if num_negatives is None or num_negatives <= 0:
+        return tcmax_loss_pairwise(head, feats, labels, chunk_size=chunk_size, label_prior=label_prior)
+    if len(feats) != 2:
+        raise ValueError(f"tcmax_loss_sampled handles two modalities, got {len(feats)}.")
+    za, zv = feats
+    b = za.shape[0]
+    if b == 0:
+        raise ValueError("the batch is empty: TCMax needs at least one sample (B >= 1).")
+    if zv.shape[0] != b or labels.shape != (b,):
+        raise ValueError(f"batch sizes differ: za {tuple(za.shape)}, zv {tuple(zv.shape)}, "
+                         f"labels {tuple(labels.shape)}.")
+    fused = _upcast(head(za, zv))                                        # [B, C] aligned pairs
+    c = fused.shape[1]
+    _check_labels(labels, c)
+    positive = fused.gather(1, labels[:, None]).mean()
+    dev = generator.device if generator is not None else za.device
+    j = torch.randint(0, b, (num_negatives,), generator=generator, device=dev).to(za.device)   # [N]
+    k = torch.randint(0, b, (num_negatives,), generator=generator, device=dev).to(za.device)   # [N]
+    neg = _upcast(head(za[j], zv[k]))                                    # [N, C]
+    log_q = log_label_prior(labels, c, label_prior, neg.dtype)           # [C]
+    log_norm = torch.logsumexp((neg + log_q).flatten(), 0) - math.log(num_negatives)
+    loss = -positive + log_norm
     return TCMaxOutput(loss=loss, tc_estimate=-loss.detach())
 
 

@@ -1,48 +1,22 @@
-"""Training objectives behind one interface: joint, unimodal, OGM-GE and TCMax (notebooks 03-04).
-
-A method computes the loss of a batch (`loss`) and may touch gradients after backward
-(`after_backward`, used by OGM-GE). Both return plain floats/tensors for logging.
+"""Training objectives behind one interface (notebooks 03, 04, 07): joint, unimodal, OGM-GE and TCMax
+here; the paper's other baselines AGM, MLA, MMPareto and PMR in `baselines`. `make_method(name)`
+builds any of them. The interface (`Method`) is in `method_base`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from .losses import tcmax_loss, tcmax_loss_pairwise
-from .models import ModelOutput, MultimodalClassifier
+from .baselines import AGM, MLA, PMR, MMPareto
+from .losses import tcmax_loss, tcmax_loss_pairwise, tcmax_loss_sampled
+from .method_base import Method, modality_ce, ogm_ratio
 
-
-class Method:
-    """Base class: `loss(model, out, y)` -> (loss, logs); `after_backward(model, out, y, epoch)` -> logs (nb 03)."""
-
-    name = "base"
-
-    def loss(self, model: MultimodalClassifier, out: ModelOutput, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        raise NotImplementedError
-
-    def after_backward(self, model: MultimodalClassifier, out: ModelOutput, y: torch.Tensor, epoch: int) -> dict:
-        return {}
-
-    def predict_logits(self, out: ModelOutput) -> torch.Tensor:
-        """Logits used for prediction (fused head by default)."""
-        return out.logits
-
-
-def ogm_ratio(modality_logits: Sequence[torch.Tensor], y: torch.Tensor) -> float:
-    """OGM discrepancy ratio s_0 / s_1, s_m = sum_i softmax(logits_m)[y_i]; > 1: modality 0 dominates (nb 05)."""
-    if len(modality_logits) != 2:
-        raise ValueError(f"the OGM ratio compares two modalities, got {len(modality_logits)}.")
-    s = [lg.detach().float().softmax(1).gather(1, y[:, None]).sum() for lg in modality_logits]
-    return float(s[0] / s[1].clamp_min(1e-12))
-
-
-def _modality_ce(out: ModelOutput, y: torch.Tensor) -> dict:
-    return {f"ce_{m}": F.cross_entropy(lg.detach().float(), y) for m, lg in enumerate(out.modality_logits)}
+__all__ = ["METHODS", "Method", "make_method", "ogm_ratio", "Joint", "Unimodal", "OGMGE", "TCMax", "AGM", "MLA",
+           "MMPareto", "PMR"]
 
 
 class Joint(Method):
@@ -52,7 +26,7 @@ class Joint(Method):
 
     def loss(self, model, out, y):
         loss = F.cross_entropy(out.logits.float(), y)
-        return loss, _modality_ce(out, y)
+        return loss, modality_ce(out, y)
 
 
 class Unimodal(Method):
@@ -89,7 +63,7 @@ class OGMGE(Method):
     name: str = "ogm_ge"
 
     def loss(self, model, out, y):
-        return F.cross_entropy(out.logits.float(), y), _modality_ce(out, y)
+        return F.cross_entropy(out.logits.float(), y), modality_ce(out, y)
 
     @torch.no_grad()
     def after_backward(self, model, out, y, epoch):
@@ -117,23 +91,29 @@ class TCMax(Method):
 
     chunk_size: int = 64
     label_prior: str = "uniform"       # 'uniform' (the paper) or 'batch' (empirical class frequencies)
+    negatives: int | None = None       # N > 0: N sampled negative pairs (the paper's sampled variant); else exact
     name: str = "tcmax"
 
     def loss(self, model, out, y):
-        if model.linear_fusion:
+        if self.negatives is not None and self.negatives > 0:
+            if len(out.feats) != 2:
+                raise ValueError("TCMax(negatives=N) samples (audio, visual) index pairs: it needs two modalities.")
+            res = tcmax_loss_sampled(model.head, out.feats, y, self.negatives, label_prior=self.label_prior)
+        elif model.linear_fusion:
             res = tcmax_loss(out.modality_logits, y, label_prior=self.label_prior)
         else:
             res = tcmax_loss_pairwise(model.head, out.feats, y, chunk_size=self.chunk_size,
                                       label_prior=self.label_prior)
-        logs = {"tc_estimate": res.tc_estimate, **_modality_ce(out, y)}
+        logs = {"tc_estimate": res.tc_estimate, **modality_ce(out, y)}
         return res.loss, logs
 
 
-METHODS = {"joint": Joint, "unimodal": Unimodal, "ogm_ge": OGMGE, "tcmax": TCMax}
+METHODS = {"joint": Joint, "unimodal": Unimodal, "ogm_ge": OGMGE, "agm": AGM, "mla": MLA, "mmpareto": MMPareto,
+           "pmr": PMR, "tcmax": TCMax}
 
 
 def make_method(name: str, **kwargs) -> Method:
-    """Build a method by name: 'joint', 'unimodal', 'ogm_ge' or 'tcmax' (notebook 03)."""
+    """Build a method by name: joint, unimodal, ogm_ge, agm, mla, mmpareto, pmr or tcmax (notebook 03)."""
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; choose from {sorted(METHODS)}.")
     return METHODS[name](**kwargs)

@@ -145,8 +145,29 @@ class MLPHead(nn.Module):
         return self.net(torch.cat(feats, dim=1))                          # [B, C]
 
 
+class ConcatMSHHead(nn.Module):
+    """Concat head + one linear head per modality for the unimodal losses (hubaak's `concat_msh`) (nb 07).
+
+    Prediction uses the concat head; `modality_logits` come from the modality-specific heads, so they
+    do not sum to the fused logits (TCMax then uses its pairwise form). MMPareto is built on it.
+    """
+
+    linear_fusion = False
+
+    def __init__(self, dims: Sequence[int], num_classes: int):
+        super().__init__()
+        self.fc = nn.Linear(sum(dims), num_classes)
+        self.fcs = nn.ModuleList([nn.Linear(d, num_classes) for d in dims])
+
+    def modality_logits(self, feats: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        return [fc(z) for fc, z in zip(self.fcs, feats)]                   # M x [B, C]
+
+    def forward(self, *feats: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.cat(feats, dim=1))                           # [B, C]
+
+
 HEADS = {"concat": ConcatHead, "sum": SumHead, "shared": SharedHead, "film": FiLMHead,
-         "gated": GatedHead, "mlp": MLPHead}
+         "gated": GatedHead, "mlp": MLPHead, "concat_msh": ConcatMSHHead}
 
 
 # ----------------------------------------------------------------------------- the classifier
@@ -172,8 +193,8 @@ class MultimodalClassifier(nn.Module):
         return bool(getattr(self.head, "linear_fusion", False))
 
     def modality_logits(self, feats: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        """Per-modality logits: head slices for linear heads, else the head with other modalities zeroed."""
-        if self.linear_fusion:
+        """Per-modality logits: the head's own (slices, msh heads) if it has them, else others zeroed."""
+        if hasattr(self.head, "modality_logits"):
             return self.head.modality_logits(feats)
         out = []
         for m in range(len(feats)):

@@ -130,33 +130,42 @@ def train_epoch(model: MultimodalClassifier, method: Method, train: Split, opt: 
     """One pass over `train` in a seeded random order (ragged last batch dropped); epoch means of the logs (nb 03)."""
     device = torch.device(cfg.device)
     bf16 = (device.type == "cuda") if cfg.bf16 is None else cfg.bf16
+    start_logs = method.on_epoch_start(model, train, epoch)            # e.g. PMR recomputes its prototypes
+    sums: dict[str, torch.Tensor | float] = {}
     model.train()
     n = len(train)
     perm = torch.randperm(n, generator=generator).to(device)
-    sums: dict[str, torch.Tensor | float] = {}
-    steps = 0
+    steps, steps_per_epoch = 0, n // cfg.batch_size
     for start in range(0, n - cfg.batch_size + 1, cfg.batch_size):
         idx = perm[start:start + cfg.batch_size]
         batch = [x[idx] for x in train.inputs]
         y = train.y[idx]
         if cfg.augment is not None:
             batch = cfg.augment(batch, augment_generator)
-        with autocast(device, bf16):
-            out = model(*batch)                                          # features, fused and per-modality logits
-            loss, logs = method.loss(model, out, y)
-        if cfg.check_finite:
-            _check_step(model, batch, loss, cfg, epoch, steps, after_backward=False)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.check_finite:
-            _check_step(model, batch, loss, cfg, epoch, steps, after_backward=True)
-        logs = {**logs, **method.after_backward(model, out, y, epoch), "train_loss": loss.detach()}
-        opt.step()
+
+        def guard(loss: torch.Tensor, after_backward: bool, batch=batch, step=steps) -> None:
+            if cfg.check_finite:
+                _check_step(model, batch, loss, cfg, epoch, step, after_backward)
+
+        if method.owns_step:                                             # MLA: several optimiser steps per batch
+            with autocast(device, bf16):
+                loss, logs = method.step(model, batch, y, opt, guard, epoch, steps, steps_per_epoch)
+            logs = {**logs, "train_loss": loss.detach()}
+        else:
+            with autocast(device, bf16):
+                out = model(*batch)                                      # features, fused and per-modality logits
+                loss, logs = method.loss(model, out, y)
+            guard(loss, False)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            guard(loss, True)
+            logs = {**logs, **method.after_backward(model, out, y, epoch), "train_loss": loss.detach()}
+            opt.step()
         for k, v in logs.items():
             v = v.detach().float() if torch.is_tensor(v) else v
             sums[k] = sums.get(k, 0.0) + v
         steps += 1
-    return {k: float(v) / max(steps, 1) for k, v in sums.items()}
+    return {**start_logs, **{k: float(v) / max(steps, 1) for k, v in sums.items()}}
 
 
 def _check_config(cfg: TrainConfig, train: Split, val: Split) -> None:

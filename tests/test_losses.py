@@ -172,3 +172,61 @@ def test_shape_errors_are_explained():
         losses.tcmax_loss([torch.zeros(4, 3), torch.zeros(5, 3)], torch.zeros(4, dtype=torch.long))
     with pytest.raises(ValueError, match="labels must have shape"):
         losses.tcmax_loss([torch.zeros(4, 3)], torch.zeros(5, dtype=torch.long))
+
+
+# ----------------------------------------------------------------------------- sampled negatives (notebook 07)
+def _sampled_setup(b=12, c=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    za = torch.randn(b, 5, generator=g, dtype=torch.float64)
+    zv = torch.randn(b, 6, generator=g, dtype=torch.float64)
+    labels = torch.randint(0, c, (b,), generator=g)
+    torch.manual_seed(seed)
+    head = FiLMHead([5, 6], c).double()
+    return head, (za, zv), labels
+
+
+@pytest.mark.parametrize("n", [None, 0, -3])
+def test_sampled_with_no_positive_n_is_the_exact_loss(n):
+    head, feats, labels = _sampled_setup()
+    exact = losses.tcmax_loss_pairwise(head, feats, labels).loss
+    assert torch.equal(losses.tcmax_loss_sampled(head, feats, labels, n).loss, exact)
+
+
+def test_sampled_loss_bias_matches_the_delta_method_and_shrinks_with_n():
+    """E[L_N] - L = E[log mean_N w] - log E[w] ~ -Var(w) / (2 N E[w]^2) (Jensen: <= 0), w over the B^2 pairs."""
+    head, (za, zv), labels = _sampled_setup()
+    b = za.shape[0]
+    with torch.no_grad():
+        exact = float(losses.tcmax_loss_pairwise(head, (za, zv), labels).loss)
+        grid = head(za.repeat_interleave(b, 0), zv.repeat(b, 1))                  # [B*B, C], all pairs
+        w = grid.exp().mean(1)                                                   # sum_c (1/C) e^{f_c}
+        rel_var = float(w.var(unbiased=False) / w.mean() ** 2)
+        gen = torch.Generator().manual_seed(1)
+        for n in (16, 256):
+            draws = torch.tensor([float(losses.tcmax_loss_sampled(head, (za, zv), labels, n, generator=gen).loss)
+                                  for _ in range(3000)], dtype=torch.float64)
+            bias, se = float(draws.mean()) - exact, float(draws.std() / math.sqrt(len(draws)))
+            predicted = -rel_var / (2 * n)
+            # 4 standard errors of the Monte Carlo mean + the O(1/N^2) remainder of the delta method
+            assert abs(bias - predicted) < 4 * se + 3 * rel_var ** 2 / n ** 2, (n, bias, predicted, se)
+            assert bias < 0
+            # the spread of one draw is the delta method's sqrt(rel_var / N)
+            assert float(draws.std()) == pytest.approx(math.sqrt(rel_var / n), rel=0.15)
+
+
+def test_sampled_loss_converges_to_exact_and_is_seeded():
+    head, feats, labels = _sampled_setup(b=8)
+    exact = float(losses.tcmax_loss_pairwise(head, feats, labels).loss.detach())
+    big = losses.tcmax_loss_sampled(head, feats, labels, 200_000, generator=torch.Generator().manual_seed(0))
+    assert float(big.loss) == pytest.approx(exact, abs=0.02)
+    a = losses.tcmax_loss_sampled(head, feats, labels, 32, generator=torch.Generator().manual_seed(5)).loss
+    b = losses.tcmax_loss_sampled(head, feats, labels, 32, generator=torch.Generator().manual_seed(5)).loss
+    assert torch.equal(a, b)
+
+
+def test_sampled_loss_refuses_bad_input():
+    head, (za, zv), labels = _sampled_setup()
+    with pytest.raises(ValueError, match="batch sizes differ"):
+        losses.tcmax_loss_sampled(head, (za, zv[:-1]), labels, 8)
+    with pytest.raises(ValueError, match="lie in"):
+        losses.tcmax_loss_sampled(head, (za, zv), labels + 10, 8)
