@@ -66,7 +66,8 @@ def _cremad(args: argparse.Namespace) -> None:
 
     from .data import cremad as cd
     from .data.cremad_cache import augment_batch, prepare
-    from .experiments import run_grid, summarize
+    from .experiments import run_table, summarize
+    from .methods import METHODS
     from .resnet import resnet_pair_model
     from .runtime import pick_device
     from .train import TrainConfig
@@ -80,8 +81,8 @@ def _cremad(args: argparse.Namespace) -> None:
         return
     device = pick_device(args.device)
 
-    def model_fn(seed: int) -> torch.nn.Module:
-        model = resnet_pair_model(len(cd.EMOTIONS), "concat", seed, channels_last=device.type == "cuda")
+    def make_model(head: str, seed: int) -> torch.nn.Module:
+        model = resnet_pair_model(len(cd.EMOTIONS), head, seed, channels_last=device.type == "cuda")
         if args.compile:
             model.encoders = torch.nn.ModuleList([torch.compile(e) for e in model.encoders])
         return model
@@ -94,10 +95,14 @@ def _cremad(args: argparse.Namespace) -> None:
     def report(method: str, seed: int, res) -> None:
         print(f"{method} seed {seed}: test acc {res.metrics['acc']:.4f} (best val epoch {res.metrics['best_epoch']})")
 
-    results, _ = run_grid(args.method.split(","), seeds, data, model_fn, cfg, keep="none", on_run=report)
+    methods = list(METHODS) if args.method == "all" else args.method.split(",")
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        raise SystemExit(f"unknown method(s) {unknown}; choose from {sorted(METHODS)} or 'all'.")
+    results, _ = run_table(methods, seeds, data, make_model, args.head, cfg, keep="none", on_run=report)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     results.to_csv(args.out, index=False)
-    print(summarize(results, ("acc", "acc_audio_head", "acc_visual_head"), ci=0.95).to_string())
+    print(summarize(results, ("acc", "acc_audio_head", "acc_visual_head", "js", "entropy_ratio"), ci=0.95).to_string())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--split", default="ogm", choices=["ogm", "speaker"])
     c.add_argument("--frame-size", type=int, default=None)
     c.add_argument("--workers", type=int, default=None)
-    c.add_argument("--method", default="tcmax", help="joint, unimodal, ogm_ge, tcmax, or a comma list")
+    c.add_argument("--method", default="tcmax", help="a method, a comma list, or 'all' (the table of notebook 07)")
+    c.add_argument("--head", default="concat", help="fusion head (MLA and MMPareto always use their own)")
     c.add_argument("--epochs", type=int, default=100)
     c.add_argument("--seeds", type=int, default=3)
     c.add_argument("--batch-size", type=int, default=32)

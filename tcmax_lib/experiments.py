@@ -2,6 +2,7 @@
 
     run(method, splits, model_fn, config)        -> Run (model, history, metrics, pred)
     run_grid(methods, seeds, splits, model_fn, config) -> (results DataFrame, {(method, seed): Run})
+    run_table(methods, seeds, splits, make_model, head, config) -> the same, each method on its native head
     summarize(results, cols, ci=0.95)            -> mean ± CI half-width per method (Student t)
 
 Every chapter uses these: the toy problem (03-04), AV digits (05) and CREMA-D (06, and the CLI).
@@ -88,6 +89,30 @@ def run_grid(methods: Sequence[str], seeds: Sequence[int], splits: Splits | Call
             if keep == "all" or (keep == "first" and k == 0):
                 runs[(method, seed)] = res
     return pd.DataFrame(rows), runs
+
+
+NATIVE_HEADS = {"mla": "shared", "mmpareto": "concat_msh"}   # the heads these baselines are defined with
+
+
+def native_head(method: str, head: str) -> str:
+    """The fusion head a method is trained with: its own (MLA: shared, MMPareto: concat_msh), else `head` (nb 07)."""
+    return NATIVE_HEADS.get(method, head)
+
+
+def run_table(methods: Sequence[str], seeds: Sequence[int], splits: Splits | Callable[[int], Splits],
+              make_model: Callable[[str, int], MultimodalClassifier], head: str, config: TrainConfig,
+              **grid_kw) -> tuple[pd.DataFrame, dict]:
+    """`run_grid` for a comparison table: each method on `native_head(method, head)` (notebook 07).
+
+    `make_model(head, seed)` builds a fresh model; the results get a `head` column.
+    """
+    frames, runs = [], {}
+    for method in methods:
+        used = native_head(method, head)
+        res, kept = run_grid([method], seeds, splits, lambda seed, h=used: make_model(h, seed), config, **grid_kw)
+        frames.append(res.assign(head=used))
+        runs.update(kept)
+    return pd.concat(frames, ignore_index=True), runs
 
 
 def summarize(results: pd.DataFrame, cols: Sequence[str] = ("acc",), by: str = "method", ci: float | None = 0.95,

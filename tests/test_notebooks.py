@@ -121,8 +121,42 @@ def check_06(m):
         assert all(0.0 <= v <= 1.0 for v in res.values())
 
 
+def check_07(m):
+    # sampled negatives, 2,000 draws per N on a fixed batch: biased low at every N; the delta method's bias is
+    # within 4 standard errors of the mean for N >= 16 and its spread within 10 % (N = 4 is outside its range)
+    b = m["sampled_bias"]
+    assert all(v < 0 for v in b["bias (measured)"].values())
+    for n in ("16", "64", "256", "1024"):
+        assert abs(b["z = (measured - delta) / s.e."][n]) < 4, n
+        assert b["sd (measured)"][n] == pytest.approx(b["sd (delta method)"][n], rel=0.1), n
+    methods = {"joint", "unimodal", "ogm_ge", "agm", "mla", "mmpareto", "pmr", "tcmax"}
+    main = m["main"]
+    assert set(main) == {"toy A", "toy B", "AV digits (hard)"} and all(set(v) == methods for v in main.values())
+    assert m["heads_used"]["mla"] == ["shared"] and m["heads_used"]["mmpareto"] == ["concat_msh"]
+    assert m["heads_used"]["joint"] == ["concat", "mlp"]
+    # toy A: audio alone is near Bayes-optimal (0.977) and learned in a few epochs by every method (FAST: 0.974-0.979)
+    assert all(main["toy A"][k]["acc"] > 0.95 for k in methods)
+    # toy B: the interaction bit b2 = c_a xor c_v is not additive across modalities. Methods whose prediction is
+    # a sum of per-modality terms (unimodal, MLA's shared head, MMPareto's concat head) leave it at chance, so
+    # their accuracy is at most P(b1 right) / 2 ~ 0.5; the MLP head can learn it (FAST: ~0.60 for joint/TCMax)
+    for k in ("unimodal", "mla", "mmpareto"):
+        assert main["toy B"][k]["acc"] < 0.53, k
+    for k in ("joint", "tcmax"):
+        assert main["toy B"][k]["acc"] > 0.55, k
+    # AV digits hard, FAST (500 pairs, 6 epochs): every method is well above chance (0.1); measured 0.31-0.45
+    assert all(main["AV digits (hard)"][k]["acc"] > 0.2 for k in methods)
+    for d in main.values():
+        for r in d.values():
+            assert 0.0 <= r["js"] <= math.log(2) + 1e-6 and r["entropy_ratio"] >= 1.0
+    # the exact end of Fig. 3 and the concat row of the head table are the main table's TCMax runs: identical
+    assert m["fig3"]["AV digits (hard)"]["4096"] == main["AV digits (hard)"]["tcmax"]["acc"]
+    assert m["heads"]["concat"]["tcmax"] == main["AV digits (hard)"]["tcmax"]["acc"]
+    assert set(m["heads"]) == {"concat", "sum", "shared", "film", "gated"}
+    assert all(math.isfinite(v) for v in m["final_gap"].values())
+
+
 CHECKS = {"00": check_00, "01": check_01, "02": check_02, "03": check_03, "04": check_04, "05": check_05,
-          "06": check_06}
+          "06": check_06, "07": check_07}
 
 
 @pytest.mark.notebooks
