@@ -6,6 +6,7 @@
     tcmax cremad download   --subset teaching
     tcmax cremad preprocess --subset all --preset ogm --workers 8
     tcmax cremad train --method joint,tcmax --epochs 100 --seeds 3 --subset all --split ogm
+    torchrun --nproc_per_node=4 -m tcmax_lib cremad train --method tcmax ...   # exact global-batch TCMax
 
 `python -m tcmax_lib ...` is the same command without installing the console script.
 """
@@ -64,6 +65,7 @@ def _readme(args: argparse.Namespace) -> None:
 def _cremad(args: argparse.Namespace) -> None:
     import torch
 
+    from . import distributed
     from .data import cremad as cd
     from .data.cremad_cache import augment_batch, prepare
     from .experiments import run_table, summarize
@@ -80,6 +82,9 @@ def _cremad(args: argparse.Namespace) -> None:
         print(data.sizes())
         return
     device = pick_device(args.device)
+    if device.type == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) > 1:   # torchrun: one GPU per process
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    distributed.init_from_env(device)
 
     def make_model(head: str, seed: int) -> torch.nn.Module:
         model = resnet_pair_model(len(cd.EMOTIONS), head, seed, channels_last=device.type == "cuda")
@@ -93,13 +98,17 @@ def _cremad(args: argparse.Namespace) -> None:
     seeds = [0, 3141, 5926, *range(1, 100)][: args.seeds]  # the paper's scripts: 0, 3141, 5926
 
     def report(method: str, seed: int, res) -> None:
-        print(f"{method} seed {seed}: test acc {res.metrics['acc']:.4f} (best val epoch {res.metrics['best_epoch']})")
+        if distributed.rank() == 0:
+            m = res.metrics
+            print(f"{method} seed {seed}: test acc {m['acc']:.4f} (best val epoch {m['best_epoch']})")
 
     methods = list(METHODS) if args.method == "all" else args.method.split(",")
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         raise SystemExit(f"unknown method(s) {unknown}; choose from {sorted(METHODS)} or 'all'.")
     results, _ = run_table(methods, seeds, data, make_model, args.head, cfg, keep="none", on_run=report)
+    if distributed.rank() != 0:                                          # under torchrun only rank 0 writes
+        return
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     results.to_csv(args.out, index=False)
     print(summarize(results, ("acc", "acc_audio_head", "acc_visual_head", "js", "entropy_ratio"), ci=0.95).to_string())

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import torch
 from torch.utils.checkpoint import checkpoint
 
+from . import distributed
+
 
 @dataclass
 class TCMaxOutput:
@@ -70,37 +72,62 @@ LABEL_PRIORS = ("uniform", "batch")
 
 
 def log_label_prior(labels: torch.Tensor, num_classes: int, label_prior: str = "uniform",
-                    dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """log q(c) [C] of the product measure's label marginal: uniform, or the batch frequencies (notebook 04)."""
+                    dtype: torch.dtype = torch.float32, group=None) -> torch.Tensor:
+    """log q(c) [C] of the product measure's label marginal: uniform, or the batch frequencies (notebook 04).
+
+    With a process `group` the batch frequencies are those of the global batch (C counts summed).
+    """
     if label_prior == "uniform":
         return torch.full((num_classes,), -math.log(num_classes), dtype=dtype, device=labels.device)
     if label_prior == "batch":
-        counts = torch.bincount(labels, minlength=num_classes).to(dtype)
-        return torch.log(counts / labels.shape[0])                       # -inf for classes absent from the batch
+        counts = torch.bincount(labels, minlength=num_classes)
+        if group is not None:
+            counts = distributed.sum_no_grad(counts, group)
+        counts = counts.to(dtype)
+        return torch.log(counts / counts.sum())                          # -inf for classes absent from the batch
     raise ValueError(f"label_prior={label_prior!r}; use one of {LABEL_PRIORS}.")
 
 
-def tcmax_loss(logits: Sequence[torch.Tensor], labels: torch.Tensor, label_prior: str = "uniform") -> TCMaxOutput:
-    """Exact TCMax loss for a linear fusion, from per-modality logits [B, C]; O(M B C) time and memory (nb 04)."""
+def _global_batch(b: int, device: torch.device, group) -> int:
+    """The global batch size: b summed over the processes of `group` (b itself without a group)."""
+    if group is None:
+        return b
+    return int(distributed.sum_no_grad(torch.tensor([b], device=device), group))
+
+
+def tcmax_loss(logits: Sequence[torch.Tensor], labels: torch.Tensor, label_prior: str = "uniform",
+               group=None) -> TCMaxOutput:
+    """Exact TCMax loss for a linear fusion, from per-modality logits [B, C]; O(M B C) time and memory (nb 04).
+
+    With a process `group` (torch.distributed) the loss is that of the global batch: only the [M, C]
+    per-class logsumexps, the positive sum and the batch size are communicated (see `distributed`).
+    """
     b, c = _check_logits(logits, labels)
     m = len(logits)
     stacked = torch.stack([_upcast(lg) for lg in logits])                # [M, B, C]
     positive = stacked.gather(2, labels.view(1, b, 1).expand(m, b, 1))   # [M, B, 1]
-    positive = positive.squeeze(-1).sum(0).mean()                        # mean_i f(z_i)_{y_i}
+    pos_sum = positive.sum()                                             # sum_i f(z_i)_{y_i}
     lse_batch = torch.logsumexp(stacked, dim=1)                          # [M, C]: log sum_j e^{f_m[j, c]}
-    log_q = log_label_prior(labels, c, label_prior, stacked.dtype)      # [C]
+    if group is not None:
+        pos_sum = distributed.all_reduce_sum(pos_sum, group)
+        lse_batch = torch.logsumexp(distributed.gather_stack(lse_batch, group), dim=0)   # [world, M, C] -> [M, C]
+        b = _global_batch(b, stacked.device, group)
+    log_q = log_label_prior(labels, c, label_prior, stacked.dtype, group)   # [C]
     log_norm = torch.logsumexp(log_q + lse_batch.sum(0), dim=0)          # log sum_c q(c) prod_m sum_j e^{...}
-    loss = -positive + log_norm - m * math.log(b)
+    loss = -pos_sum / b + log_norm - m * math.log(b)
     return TCMaxOutput(loss=loss, tc_estimate=-loss.detach())
 
 
 def tcmax_loss_pairwise(head: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], feats: Sequence[torch.Tensor],
-                        labels: torch.Tensor, chunk_size: int = 64, label_prior: str = "uniform") -> TCMaxOutput:
+                        labels: torch.Tensor, chunk_size: int = 64, label_prior: str = "uniform",
+                        group=None) -> TCMaxOutput:
     """Exact TCMax loss for any (non-linear) fusion head of two modalities (notebook 04).
 
     The normaliser runs `head` on all B x B feature pairs, `chunk_size` rows of modality 1 at a time,
     combining chunks with a streaming logsumexp. Each chunk is checkpointed, so autograd keeps only
     one scalar per chunk and recomputes the chunk in backward: peak memory is one chunk's activations.
+    With a process `group`, each rank scores its own audio rows against the gathered visual features
+    of the global batch, and the per-rank partial logsumexps are combined (see `distributed`).
     """
     if len(feats) != 2:
         raise ValueError(f"tcmax_loss_pairwise handles two modalities, got {len(feats)}.")
@@ -119,13 +146,16 @@ def tcmax_loss_pairwise(head: Callable[[torch.Tensor, torch.Tensor], torch.Tenso
                          f"logits [B, C] = [{b}, num_classes].")
     c = fused.shape[1]
     _check_labels(labels, c)
-    positive = fused.gather(1, labels[:, None]).mean()
-    log_q = log_label_prior(labels, c, label_prior, fused.dtype)        # [C]
+    pos_sum = fused.gather(1, labels[:, None]).sum()
+    log_q = log_label_prior(labels, c, label_prior, fused.dtype, group)  # [C]
+    if group is not None:
+        zv = distributed.gather_cat(zv, group)                            # [B_global, Dv], gradients flow back
+    b_all = zv.shape[0]
 
     def chunk_lse(za_chunk: torch.Tensor, zv_all: torch.Tensor) -> torch.Tensor:
         j = za_chunk.shape[0]
-        a = za_chunk[:, None, :].expand(j, b, za_chunk.shape[1]).reshape(j * b, -1)   # [J*B, Da]
-        v = zv_all[None, :, :].expand(j, b, zv_all.shape[1]).reshape(j * b, -1)       # [J*B, Dv]
+        a = za_chunk[:, None, :].expand(j, b_all, za_chunk.shape[1]).reshape(j * b_all, -1)   # [J*B, Da]
+        v = zv_all[None, :, :].expand(j, b_all, zv_all.shape[1]).reshape(j * b_all, -1)       # [J*B, Dv]
         return torch.logsumexp((_upcast(head(a, v)) + log_q).flatten(), 0)          # scalar
 
     parts = []
@@ -136,13 +166,16 @@ def tcmax_loss_pairwise(head: Callable[[torch.Tensor, torch.Tensor], torch.Tenso
         else:
             parts.append(chunk_lse(za_chunk, zv))
     log_norm = torch.logsumexp(torch.stack(parts), 0)
-    loss = -positive + log_norm - 2 * math.log(b)
+    if group is not None:
+        pos_sum = distributed.all_reduce_sum(pos_sum, group)
+        log_norm = torch.logsumexp(distributed.gather_stack(log_norm, group), 0)
+    loss = -pos_sum / b_all + log_norm - 2 * math.log(b_all)
     return TCMaxOutput(loss=loss, tc_estimate=-loss.detach())
 
 
 def tcmax_loss_sampled(head: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], feats: Sequence[torch.Tensor],
                        labels: torch.Tensor, num_negatives: int | None, label_prior: str = "uniform",
-                       generator: torch.Generator | None = None, chunk_size: int = 64) -> TCMaxOutput:
+                       generator: torch.Generator | None = None, chunk_size: int = 64, group=None) -> TCMaxOutput:
     """TCMax with N sampled negative pairs (the paper's `TCMax_loss_sample`); N <= 0 or None: exact (nb 07).
 
     N (audio-index, visual-index) pairs are drawn uniformly *with replacement* from B x B (aligned
@@ -153,10 +186,12 @@ def tcmax_loss_sampled(head: Callable[[torch.Tensor, torch.Tensor], torch.Tensor
     Cost O(N) head evaluations instead of O(B^2). Indices come from `generator` (torch's global RNG,
     which `fit` seeds from TrainConfig.seed, when None). The released code's N <= 0 draws B pairs
     (one random visual partner per audio feature); here N <= 0 means the exact loss, as the series uses
-    it for the "exact" end of the negatives sweep.
+    it for the "exact" end of the negatives sweep. With a process `group` both feature tensors are
+    gathered and every rank scores the same N pairs of the global batch: the generator (or the
+    global RNG) must be in the same state on every rank, as `fit` ensures by seeding each rank alike.
     """
     if num_negatives is None or num_negatives <= 0:
-        return tcmax_loss_pairwise(head, feats, labels, chunk_size=chunk_size, label_prior=label_prior)
+        return tcmax_loss_pairwise(head, feats, labels, chunk_size=chunk_size, label_prior=label_prior, group=group)
     if len(feats) != 2:
         raise ValueError(f"tcmax_loss_sampled handles two modalities, got {len(feats)}.")
     za, zv = feats
@@ -166,6 +201,10 @@ def tcmax_loss_sampled(head: Callable[[torch.Tensor, torch.Tensor], torch.Tensor
     if zv.shape[0] != b or labels.shape != (b,):
         raise ValueError(f"batch sizes differ: za {tuple(za.shape)}, zv {tuple(zv.shape)}, "
                          f"labels {tuple(labels.shape)}.")
+    if group is not None:
+        za, zv = distributed.gather_cat(za, group), distributed.gather_cat(zv, group)
+        labels = distributed.gather_cat(labels, group)
+        b = za.shape[0]
     fused = _upcast(head(za, zv))                                        # [B, C] aligned pairs
     c = fused.shape[1]
     _check_labels(labels, c)

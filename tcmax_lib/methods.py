@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from . import distributed
 from .baselines import AGM, MLA, PMR, MMPareto
 from .losses import tcmax_loss, tcmax_loss_pairwise, tcmax_loss_sampled
 from .method_base import Method, modality_ce, ogm_ratio
@@ -95,15 +96,17 @@ class TCMax(Method):
     name: str = "tcmax"
 
     def loss(self, model, out, y):
+        group = distributed.group_or_none()            # under torchrun: the loss of the global batch
         if self.negatives is not None and self.negatives > 0:
             if len(out.feats) != 2:
                 raise ValueError("TCMax(negatives=N) samples (audio, visual) index pairs: it needs two modalities.")
-            res = tcmax_loss_sampled(model.head, out.feats, y, self.negatives, label_prior=self.label_prior)
+            res = tcmax_loss_sampled(model.head, out.feats, y, self.negatives, label_prior=self.label_prior,
+                                     group=group)
         elif model.linear_fusion:
-            res = tcmax_loss(out.modality_logits, y, label_prior=self.label_prior)
+            res = tcmax_loss(out.modality_logits, y, label_prior=self.label_prior, group=group)
         else:
             res = tcmax_loss_pairwise(model.head, out.feats, y, chunk_size=self.chunk_size,
-                                      label_prior=self.label_prior)
+                                      label_prior=self.label_prior, group=group)
         logs = {"tc_estimate": res.tc_estimate, **modality_ce(out, y)}
         return res.loss, logs
 

@@ -100,6 +100,20 @@ def _table(rows: dict[str, dict]) -> list[str]:
     return out
 
 
+def _summary_07(metrics: dict) -> dict:
+    """README tables of notebook 07, derived from its recorded main table (mean ± std over seeds)."""
+    main, std = metrics["main"], metrics["main_std"]
+    out = {}
+    for col, title in (("acc", "summary_fused_test_accuracy"), ("js", "summary_JS_divergence_nats"),
+                       ("entropy_ratio", "summary_entropy_ratio")):
+        out[title] = {m: {d: f"{main[d][m][col]:.3f} ± {std[d][m][col]:.3f}" for d in main}
+                      for m in next(iter(main.values()))}
+    return out
+
+
+DERIVED_SUMMARIES = {"07_paper_figures": _summary_07}   # notebooks whose README tables are derived from records
+
+
 def readme_block(notebooks: list[str]) -> str:
     """Markdown of run times and key FULL results, generated from results/ (notebook 00).
 
@@ -127,6 +141,8 @@ def readme_block(notebooks: list[str]) -> str:
         if not res:
             continue
         summaries = {k: v for k, v in res["metrics"].items() if k.startswith("summary_")}
+        if nb in DERIVED_SUMMARIES:
+            summaries.update(DERIVED_SUMMARIES[nb](res["metrics"]))
         if not summaries:
             continue
         lines += ["", f"**{nb}** (FULL, {res['meta']['device']}):"]

@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from . import distributed
 from .data.splits import Split
 from .methods import Method
 from .models import MultimodalClassifier
@@ -62,8 +63,11 @@ def _check_step(model: MultimodalClassifier, batch: list[torch.Tensor], loss: to
     """Raise TrainingDivergedError naming the first non-finite quantity of a step: input, loss or gradient."""
     if not after_backward:
         value = float(loss.detach())
-        if math.isfinite(value) and abs(value) <= cfg.max_abs_loss:
+        ok = math.isfinite(value) and abs(value) <= cfg.max_abs_loss
+        if distributed.all_true(ok):                                  # every process must stop together
             return
+        if ok:
+            raise _diverged(epoch, step, "another process of the distributed job had a non-finite loss", cfg)
         for m, x in enumerate(batch):
             if x.is_floating_point() and not bool(torch.isfinite(x).all()):
                 rows = (~torch.isfinite(x.flatten(1))).any(1).nonzero().squeeze(1)[:5].tolist()
@@ -126,8 +130,14 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
 
 def train_epoch(model: MultimodalClassifier, method: Method, train: Split, opt: torch.optim.Optimizer,
                 cfg: TrainConfig, epoch: int, generator: torch.Generator,
-                augment_generator: torch.Generator | None = None) -> dict:
-    """One pass over `train` in a seeded random order (ragged last batch dropped); epoch means of the logs (nb 03)."""
+                augment_generator: torch.Generator | None = None, net: torch.nn.Module | None = None) -> dict:
+    """One pass over `train` in a seeded random order (ragged last batch dropped); epoch means of the logs (nb 03).
+
+    Under torch.distributed every process draws the same permutation and takes its equal share of each
+    global batch of `cfg.batch_size` (`distributed.shard`); `net` is then the DistributedDataParallel
+    wrapper of `model`, and the logs are averaged over the processes.
+    """
+    net = model if net is None else net
     device = torch.device(cfg.device)
     bf16 = (device.type == "cuda") if cfg.bf16 is None else cfg.bf16
     start_logs = method.on_epoch_start(model, train, epoch)            # e.g. PMR recomputes its prototypes
@@ -137,7 +147,7 @@ def train_epoch(model: MultimodalClassifier, method: Method, train: Split, opt: 
     perm = torch.randperm(n, generator=generator).to(device)
     steps, steps_per_epoch = 0, n // cfg.batch_size
     for start in range(0, n - cfg.batch_size + 1, cfg.batch_size):
-        idx = perm[start:start + cfg.batch_size]
+        idx = distributed.shard(perm[start:start + cfg.batch_size])    # all of it in one process
         batch = [x[idx] for x in train.inputs]
         y = train.y[idx]
         if cfg.augment is not None:
@@ -153,7 +163,7 @@ def train_epoch(model: MultimodalClassifier, method: Method, train: Split, opt: 
             logs = {**logs, "train_loss": loss.detach()}
         else:
             with autocast(device, bf16):
-                out = model(*batch)                                      # features, fused and per-modality logits
+                out = net(*batch)                                        # features, fused and per-modality logits
                 loss, logs = method.loss(model, out, y)
             guard(loss, False)
             opt.zero_grad(set_to_none=True)
@@ -165,7 +175,22 @@ def train_epoch(model: MultimodalClassifier, method: Method, train: Split, opt: 
             v = v.detach().float() if torch.is_tensor(v) else v
             sums[k] = sums.get(k, 0.0) + v
         steps += 1
-    return {**start_logs, **{k: float(v) / max(steps, 1) for k, v in sums.items()}}
+    means = {k: float(v) / max(steps, 1) for k, v in sums.items()}
+    means = dict(zip(means, distributed.mean_of_floats(list(means.values()))))   # same keys on every rank
+    return {**start_logs, **means}
+
+
+def _check_distributed(method: Method, cfg: TrainConfig) -> None:
+    """Under torchrun only methods whose step is loss -> backward -> step are exact; refuse the others."""
+    plain = (not method.owns_step and type(method).after_backward is Method.after_backward
+             and type(method).on_epoch_start is Method.on_epoch_start)
+    if not plain:
+        raise ValueError(f"method {method.name!r} changes gradients or steps per process (after_backward / "
+                         "on_epoch_start / its own step), which data parallelism would desynchronise; run it in "
+                         "one process (without torchrun). Distributed training supports joint, unimodal and tcmax.")
+    if cfg.batch_size % distributed.world_size():
+        raise ValueError(f"batch_size={cfg.batch_size} is the global batch and must be a multiple of the "
+                         f"{distributed.world_size()} processes.")
 
 
 def _check_config(cfg: TrainConfig, train: Split, val: Split) -> None:
@@ -197,22 +222,30 @@ def fit(model: MultimodalClassifier, method: Method, train: Split, val: Split, c
     _check_config(cfg, train, val)
     model.to(device)
     train, val = train.to(device), val.to(device)
+    net = model
+    if distributed.active():                                             # launched by torchrun
+        _check_distributed(method, cfg)
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
+                                                         else None)
     opt = make_optimizer(model, cfg)
     sched = torch.optim.lr_scheduler.StepLR(opt, cfg.lr_step, 0.1) if cfg.lr_step else None
     gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
     aug_gen = torch.Generator(device=device).manual_seed(cfg.seed) if cfg.augment is not None else None
     rows, best_acc, best_state, best_epoch = [], -1.0, None, -1
     with seeded(cfg.seed):
-        for epoch in tqdm(range(cfg.epochs), desc=method.name, disable=not cfg.progress or None, leave=False):
+        show = cfg.progress and distributed.rank() == 0
+        for epoch in tqdm(range(cfg.epochs), desc=method.name, disable=not show or None, leave=False):
             t0 = time.perf_counter()
-            row = {"epoch": epoch, **train_epoch(model, method, train, opt, cfg, epoch, gen, aug_gen)}
+            row = {"epoch": epoch, **train_epoch(model, method, train, opt, cfg, epoch, gen, aug_gen, net)}
             row["seconds"] = time.perf_counter() - t0
             if sched is not None:
                 sched.step()
             # train: accuracies only (its loss is the epoch mean of the training steps, already in `row`);
-            # val: accuracies and the loss at the training batch size, from the same forward pass
-            row.update({f"train_{k}": v for k, v in evaluate(model, method, train, 1024, bf16, False).items()})
-            row.update({f"val_{k}": v for k, v in evaluate(model, method, val, cfg.batch_size, bf16).items()})
+            # val: accuracies and the loss at the training batch size, from the same forward pass.
+            # Under torchrun every process evaluates the whole split locally: identical everywhere.
+            with distributed.local():
+                row.update({f"train_{k}": v for k, v in evaluate(model, method, train, 1024, bf16, False).items()})
+                row.update({f"val_{k}": v for k, v in evaluate(model, method, val, cfg.batch_size, bf16).items()})
             if on_epoch_end is not None:
                 row.update(on_epoch_end(epoch, model))
             finite = all(bool(torch.isfinite(t).all()) for t in model.state_dict().values() if t.is_floating_point())

@@ -1,0 +1,47 @@
+"""Every benchmark script runs end to end at tiny sizes on the CPU (the GPU figures need the real sizes).
+
+These are smoke runs: they check that the scripts and their table formats work, not their timings.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+MIRROR = os.environ.get("TCMAX_DATA_MIRROR")
+
+
+def _run(*args: str, timeout: int = 300) -> str:
+    res = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                         env={**os.environ, "OMP_NUM_THREADS": "2"})
+    assert res.returncode == 0, res.stderr[-3000:]
+    return res.stdout
+
+
+def test_bench_estimators_tiny():
+    out = _run("benchmarks/bench_estimators.py", "--device", "cpu", "--steps", "3")
+    assert "steps/s" in out
+
+
+def test_bench_tcmax_loss_tiny():
+    out = _run("benchmarks/bench_tcmax_loss.py", "--device", "cpu", "--batch-sizes", "8", "--classes", "3",
+               "--reps", "1", "--pairwise-batch", "8")
+    assert "materialised ms" in out
+
+
+@pytest.mark.skipif(not MIRROR, reason="needs TCMAX_DATA_MIRROR with the offline CREMA-D clips and FSDD/MNIST")
+def test_bench_cremad_tiny():
+    out = _run("benchmarks/bench_cremad.py", "--device", "cpu", "--batch-size", "2", "--frame-size", "32",
+               "--steps", "1", "--workers", "0")
+    assert "samples/s" in out
+
+
+@pytest.mark.skipif(not MIRROR, reason="needs TCMAX_DATA_MIRROR with FSDD and MNIST")
+def test_bench_train_tiny():
+    out = _run("benchmarks/bench_train.py", "--device", "cpu", "--epochs", "1", "--skip-preprocessing",
+               "--max-train", "128")
+    for method in ("joint", "agm", "mla", "mmpareto", "pmr", "tcmax"):
+        assert f"\n{method}" in out, method
