@@ -104,8 +104,9 @@ def _summary_07(metrics: dict) -> dict:
     """README tables of notebook 07, derived from its recorded main table (mean ± std over seeds)."""
     main, std = metrics["main"], metrics["main_std"]
     out = {}
-    for col, title in (("acc", "summary_fused_test_accuracy"), ("js", "summary_JS_divergence_nats"),
-                       ("entropy_ratio", "summary_entropy_ratio")):
+    for col, title in (("acc", "summary_fused test accuracy, mean ± std over seeds"),
+                       ("js", "summary_JS divergence of the unimodal predictions (nats), mean ± std over seeds"),
+                       ("entropy_ratio", "summary_entropy ratio max(H_a, H_v) / min(H_a, H_v), mean ± std over seeds")):
         out[title] = {m: {d: f"{main[d][m][col]:.3f} ± {std[d][m][col]:.3f}" for d in main}
                       for m in next(iter(main.values()))}
     return out
