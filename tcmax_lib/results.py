@@ -106,7 +106,7 @@ def _summary_07(metrics: dict) -> dict:
     out = {}
     for col, title in (("acc", "summary_fused test accuracy, mean ± std over seeds"),
                        ("js", "summary_JS divergence of the unimodal predictions (nats), mean ± std over seeds"),
-                       ("entropy_ratio", "summary_entropy ratio max(H_a, H_v) / min(H_a, H_v), mean ± std over seeds")):
+                       ("entropy_ratio", "summary_entropy ratio max(Ha, Hv) / min(Ha, Hv), mean ± std over seeds")):
         out[title] = {m: {d: f"{main[d][m][col]:.3f} ± {std[d][m][col]:.3f}" for d in main}
                       for m in next(iter(main.values()))}
     return out

@@ -230,7 +230,9 @@ def fit(model: MultimodalClassifier, method: Method, train: Split, val: Split, c
     opt = make_optimizer(model, cfg)
     sched = torch.optim.lr_scheduler.StepLR(opt, cfg.lr_step, 0.1) if cfg.lr_step else None
     gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
-    aug_gen = torch.Generator(device=device).manual_seed(cfg.seed) if cfg.augment is not None else None
+    # augmentation: an independent stream per process under torchrun (rank 0 = the single-process stream)
+    aug_seed = cfg.seed + 1_000_003 * distributed.rank()
+    aug_gen = torch.Generator(device=device).manual_seed(aug_seed) if cfg.augment is not None else None
     rows, best_acc, best_state, best_epoch = [], -1.0, None, -1
     with seeded(cfg.seed):
         show = cfg.progress and distributed.rank() == 0
