@@ -57,10 +57,8 @@ def local() -> Iterator[None]:
 
 
 def all_reduce_sum(t: torch.Tensor, group: dist.ProcessGroup) -> torch.Tensor:
-    """Differentiable sum over the processes of `group` (notebook 04)."""
-    import torch.distributed.nn.functional as dfn
-
-    return dfn.all_reduce(t, op=dist.ReduceOp.SUM, group=group)
+    """Differentiable sum over the processes of `group`, as a gather + sum (for small tensors) (notebook 04)."""
+    return gather_stack(t, group).sum(0)
 
 
 def gather_stack(t: torch.Tensor, group: dist.ProcessGroup) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """Train the toy problem with TCMax for 2 epochs and save the weights; run alone or under torchrun.
 
-    python tests/dist_train_toy.py OUT.pt
-    python -m torch.distributed.run --nproc_per_node=2 tests/dist_train_toy.py OUT.pt
+    python tests/dist_train_toy.py OUT.pt [HEAD]
+    python -m torch.distributed.run --nproc_per_node=2 tests/dist_train_toy.py OUT.pt [HEAD]
 
 Used by tests/test_distributed.py: both runs must give the same weights (global batch 64 either way).
 """
@@ -20,7 +20,8 @@ torch.set_num_threads(1)
 distributed.init_from_env()
 cfg = ToyConfig(interaction=False)
 splits = make_toy_splits(cfg, n_train=1024, n_val=256, n_test=256, seed=0)
-model = mlp_pair_model(cfg.dims, cfg.num_classes, "concat", seed=0)
+HEAD = sys.argv[2] if len(sys.argv) > 2 else "concat"
+model = mlp_pair_model(cfg.dims, cfg.num_classes, HEAD, seed=0)
 model, hist = fit(model, make_method("tcmax"), splits.train, splits.val,
                   TrainConfig(epochs=2, batch_size=64, progress=False))
 if distributed.rank() == 0:

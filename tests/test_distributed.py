@@ -114,15 +114,16 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def test_torchrun_training_matches_one_process(tmp_path):
+@pytest.mark.parametrize("head", ["concat", "gated"])   # factorised loss; pairwise loss with the head in the loss
+def test_torchrun_training_matches_one_process(tmp_path, head):
     """`torchrun --nproc_per_node=2` trains the toy to the same weights as one process on the global batch."""
     script = ROOT / "tests" / "dist_train_toy.py"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    one = subprocess.run([sys.executable, str(script), str(tmp_path / "one.pt")], env=env, capture_output=True,
+    one = subprocess.run([sys.executable, str(script), str(tmp_path / "one.pt"), head], env=env, capture_output=True,
                          text=True, timeout=120)
     assert one.returncode == 0, one.stderr[-2000:]
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                          f"--master_port={_free_port()}", str(script), str(tmp_path / "two.pt")],
+                          f"--master_port={_free_port()}", str(script), str(tmp_path / "two.pt"), head],
                          env=env, capture_output=True, text=True, timeout=180)
     assert two.returncode == 0, two.stderr[-3000:]
     a, b = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
