@@ -19,7 +19,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from tcmax_lib import distributed, losses
+from tcmax_lib.methods import make_method
 from tcmax_lib.models import FiLMHead
+from tcmax_lib.train import TrainConfig, _check_distributed
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -99,6 +101,17 @@ def _worker(rank, world, init_file):
             distributed.gather_cat(t, dist.group.WORLD)
         idx = torch.arange(4 * world)
         assert distributed.shard(idx).tolist() == list(range(4 * rank, 4 * rank + 4))
+        with pytest.raises(ValueError, match="multiple of the world size"):
+            distributed.shard(torch.arange(4 * world + 1))
+        # a failure on one process is seen by all (no process is left waiting in a collective)
+        assert distributed.all_true(True) and not distributed.all_true(rank != 0)
+        # methods that rescale gradients per process are refused; the global batch must split evenly
+        for name in ("ogm_ge", "agm", "mmpareto", "mla", "pmr"):
+            with pytest.raises(ValueError, match="one process"):
+                _check_distributed(make_method(name), TrainConfig(batch_size=6 * world))
+        _check_distributed(make_method("tcmax"), TrainConfig(batch_size=6 * world))
+        with pytest.raises(ValueError, match="multiple of"):
+            _check_distributed(make_method("joint"), TrainConfig(batch_size=6 * world + 1))
     finally:
         dist.destroy_process_group()
 
