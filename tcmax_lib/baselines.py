@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from .data.splits import Split
+from .diagnostics import encode
 from .method_base import Method, encoder_params, modality_ce
 from .models import MultimodalClassifier, SharedHead
 
@@ -257,8 +258,7 @@ class PMR(Method):
             raise ValueError(f"PMR: classes {missing} have no training sample, so their prototypes are undefined. "
                              "Train on a split that contains every class.")
         new = []
-        for enc, x in zip(model.encoders, sub.inputs):
-            z = torch.cat([enc(x[s:s + 512]).float() for s in range(0, len(x), 512)])        # [n, d]
+        for z in encode(model, sub.inputs):                                                # M x [n, d]
             sums = torch.zeros(num_classes, z.shape[1], device=z.device).index_add_(0, sub.y, z)
             new.append(sums / counts[:, None])                                             # [C, d]
         if self.prototypes is None:

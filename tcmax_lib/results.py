@@ -100,16 +100,18 @@ def _table(rows: dict[str, dict]) -> list[str]:
     return out
 
 
+def mean_std_table(mean: dict, std: dict, col: str, rows: list[str] | None = None, digits: int = 3) -> dict:
+    """{row: {data set: 'mean ± std'}} of one metric from recorded {data set: {row: {col: value}}} (notebook 07)."""
+    rows = list(next(iter(mean.values()))) if rows is None else rows
+    return {r: {d: f"{mean[d][r][col]:.{digits}f} ± {std[d][r][col]:.{digits}f}" for d in mean} for r in rows}
+
+
 def _summary_07(metrics: dict) -> dict:
     """README tables of notebook 07, derived from its recorded main table (mean ± std over seeds)."""
-    main, std = metrics["main"], metrics["main_std"]
-    out = {}
-    for col, title in (("acc", "summary_fused test accuracy, mean ± std over seeds"),
-                       ("js", "summary_JS divergence of the unimodal predictions (nats), mean ± std over seeds"),
-                       ("entropy_ratio", "summary_entropy ratio max(Ha, Hv) / min(Ha, Hv), mean ± std over seeds")):
-        out[title] = {m: {d: f"{main[d][m][col]:.3f} ± {std[d][m][col]:.3f}" for d in main}
-                      for m in next(iter(main.values()))}
-    return out
+    return {title: mean_std_table(metrics["main"], metrics["main_std"], col) for col, title in (
+        ("acc", "summary_fused test accuracy, mean ± std over seeds"),
+        ("js", "summary_JS divergence of the unimodal predictions (nats), mean ± std over seeds"),
+        ("entropy_ratio", "summary_entropy ratio max(Ha, Hv) / min(Ha, Hv), mean ± std over seeds"))}
 
 
 DERIVED_SUMMARIES = {"07_paper_figures": _summary_07}   # notebooks whose README tables are derived from records
