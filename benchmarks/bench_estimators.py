@@ -1,51 +1,122 @@
-"""Steps per second of the Poole et al. staircase (4 estimators trained together on one batch).
+"""Steps per second of the Poole et al. MI staircase: 4 estimators (MINE, NWJ, InfoNCE, SMILE), batch 64.
 
-    python benchmarks/bench_estimators.py [--device cuda] [--steps 300]
+    python benchmarks/bench_estimators.py [--device cpu] [--steps 60] [--rounds 3] [--hidden 256]
 
-Reports the FULL configuration (joint critic 2x256, batch 64, 4 estimators) and the FAST notebook
-configuration (joint critic 2x64), and extrapolates to the whole 5 x 4,000-step FULL staircase.
+One run, configurations measured side by side in alternating order (every round times each one once;
+the median over rounds is reported), all with the concat critic of notebook 01 (2 x hidden):
+
+  plain fp32 loop   the public reference's structure, written out below: one critic per estimator
+                    evaluated on the tiled [K*K, 2d] pair tensor, one optimiser and one step each
+  project loop      `estimation.train_estimators(batched=False)`: split first layer, one backward for all
+  project batched   `estimation.train_estimators(batched=True)`: the four critics stacked and vmapped
+
+each in fp32 and in bf16 autocast (`runtime.pick_precision`). A "step" trains all four estimators
+on one batch. The last line is the speedup of the configuration the notebooks use on this device
+(`precision='auto'`, `batched=None`) over the plain fp32 loop.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import torch
+from torch import nn
 
 from tcmax_lib import estimation as E
-from tcmax_lib.runtime import device_name
+from tcmax_lib import estimators as est
+from tcmax_lib.ground_truth import rho_for_mi, sample_correlated_gaussian
+from tcmax_lib.runtime import device_name, pick_precision, seeded
 
 BOUNDS = ["mine", "nwj", "infonce", "smile"]
+DIM, BATCH, LR = 20, 64, 5e-4
 
 
-def steps_per_second(critic: str, hidden: int, steps: int, device: str) -> float:
-    """Train the four estimators for `steps` steps (after 20 warm-up steps) and return steps/s."""
-    specs = E.make_estimators(BOUNDS, critic=critic, dim=20, hidden=hidden)
-    E.train_estimators(specs, E.mi_staircase([2.0], 20), device=device, progress=False)
-    if device == "cuda":
-        torch.cuda.synchronize()
+class TiledConcatCritic(nn.Module):
+    """The reference's joint critic: MLP([x_i, y_j]) on all K^2 tiled pairs (no first-layer split)."""
+
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(2 * dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                                 nn.Linear(hidden, 1))
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        k = x.shape[0]
+        pairs = torch.cat([x[:, None].expand(k, k, -1), y[None, :].expand(k, k, -1)], -1)   # [K, K, 2d]
+        return self.net(pairs.reshape(k * k, -1)).view(k, k)                              # [K, K]
+
+
+def plain_loop(hidden: int, steps: int, device: str) -> float:
+    """Four separate fp32 loops (critic, optimiser, bound each), as in the reference; all-four steps/s."""
+    mine = est.MINE(0.01)
+    bound = {"mine": mine, "nwj": est.nwj_bound, "infonce": est.infonce_bound, "smile": est.smile_bound}
+    rho = rho_for_mi(2.0, DIM)
+    seconds = 0.0
+    for i, name in enumerate(BOUNDS):
+        with seeded(i):
+            critic = TiledConcatCritic(DIM, hidden).to(device)
+        opt = torch.optim.Adam(critic.parameters(), lr=LR)
+        gen = torch.Generator(device=device).manual_seed(0)
+        for s in range(steps + 3):                                          # 3 warm-up steps
+            if s == 3:
+                _sync(device)
+                t0 = time.perf_counter()
+            x, y = sample_correlated_gaussian(BATCH, DIM, rho, generator=gen)
+            loss = -bound[name](critic(x, y))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        _sync(device)
+        seconds += time.perf_counter() - t0
+    return steps / seconds
+
+
+def project_loop(hidden: int, steps: int, device: str, precision: str | None, batched: bool | None) -> float:
+    """The library's training loop (`train_estimators`) on the four estimators; steps/s."""
+    specs = E.make_estimators(BOUNDS, critic="concat", dim=DIM, hidden=hidden)
+    kw = dict(dim=DIM, batch_size=BATCH, lr=LR, device=device, precision=precision, batched=batched, progress=False)
+    E.train_estimators(specs, E.mi_staircase([2.0], 3), **kw)              # warm-up
+    _sync(device)
     t0 = time.perf_counter()
-    E.train_estimators(specs, E.mi_staircase([2.0, 4.0], steps // 2), device=device, progress=False)
-    if device == "cuda":
-        torch.cuda.synchronize()
+    E.train_estimators(specs, E.mi_staircase([2.0], steps), **kw)
+    _sync(device)
     return steps / (time.perf_counter() - t0)
+
+
+def _sync(device: str) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--steps", type=int, default=60, help="timed steps per configuration and round")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds; the median is reported")
+    ap.add_argument("--hidden", type=int, default=256, help="critic width (FULL: 256)")
     args = ap.parse_args()
-    name = device_name(args.device)
-    print(f"# staircase training speed, 4 estimators ({', '.join(BOUNDS)}), batch 64, d=20; device: {name}")
-    print(f"{'configuration':32s} {'steps/s':>8} {'20k-step staircase':>19}")
-    for label, critic, hidden in (("FULL: concat critic 2x256", "concat", 256),
-                                  ("FULL: separable critic 2x256", "separable", 256),
-                                  ("FAST: concat critic 2x64", "concat", 64),
-                                  ("FAST: separable critic 2x64", "separable", 64)):
-        sps = steps_per_second(critic, hidden, args.steps, args.device)
-        print(f"{label:32s} {sps:8.1f} {20_000 / sps:17.0f} s")
+    auto = pick_precision(args.device, "auto")
+    print(f"# MI staircase speed, 4 estimators ({', '.join(BOUNDS)}), concat critic 2x{args.hidden}, batch {BATCH}, "
+          f"d={DIM}; device: {device_name(args.device)}, torch {torch.__version__}; auto precision: {auto}")
+    configs = {"plain fp32 loop (reference structure)": lambda: plain_loop(args.hidden, args.steps, args.device)}
+    for prec in ("fp32", "bf16"):
+        configs[f"project loop, {prec}"] = (
+            lambda p=prec: project_loop(args.hidden, args.steps, args.device, p, False))
+        configs[f"project batched (vmap), {prec}"] = (
+            lambda p=prec: project_loop(args.hidden, args.steps, args.device, p, True))
+    runs: dict[str, list[float]] = {k: [] for k in configs}
+    for _ in range(args.rounds):
+        for name, fn in configs.items():
+            runs[name].append(fn())
+    base = statistics.median(runs["plain fp32 loop (reference structure)"])
+    print(f"{'configuration':40s} {'steps/s':>8} {'x plain':>8} {'20k-step staircase':>19}")
+    for name, values in runs.items():
+        sps = statistics.median(values)
+        print(f"{name:40s} {sps:8.1f} {sps / base:7.2f}x {20_000 / sps:17.0f} s")
+    used = f"project {'batched (vmap)' if E.batched_default(args.device) else 'loop'}, {auto.name}"
+    print(f"notebook default on this device: {used}")
+    print(f"staircase-4 speedup vs plain fp32 loop: {statistics.median(runs[used]) / base:.2f}x")
 
 
 if __name__ == "__main__":

@@ -142,11 +142,12 @@ class MLA(Method):
             loss.backward()
             guard(loss, True)
             if self.projection:
-                if self.proj is None:
-                    self.proj = torch.eye(z.shape[1], device=z.device)
-                if self.updates > 0:
-                    self.proj = owm_update(self.proj, z.detach(), 0.1 ** (1 + step / steps_per_epoch))
-                    head.fc.weight.grad = head.fc.weight.grad @ self.proj.T
+                with torch.autocast(z.device.type, enabled=False):      # the projector stays fp32 under bf16
+                    if self.proj is None:
+                        self.proj = torch.eye(z.shape[1], device=z.device)
+                    if self.updates > 0:
+                        self.proj = owm_update(self.proj, z.detach().float(), 0.1 ** (1 + step / steps_per_epoch))
+                        head.fc.weight.grad = head.fc.weight.grad @ self.proj.T
             self.updates += 1
             opt.step()
             total = total + loss.detach()

@@ -2,6 +2,8 @@
 
     tcmax series run [--full] [--only 04]          # execute notebooks with papermill (make run)
     tcmax series store-outputs [--only 04]         # refresh the outputs nbval checks
+    tcmax series sync-book [--only 04]             # Colab badge + set-up cell, committed-figure cells
+    tcmax site                                     # HTML book into build/site/ (make site)
     tcmax readme [--check]                         # README tables from results/
     tcmax cremad download   --subset teaching
     tcmax cremad preprocess --subset all --preset ogm --workers 8
@@ -29,6 +31,11 @@ def _series(args: argparse.Namespace) -> None:
         raise SystemExit(f"no notebook matches {args.only!r}")
     timings = {}
     for nb in selected:
+        if args.command == "sync-book":
+            from . import book
+
+            print(f"{nb.name}: {'updated' if book.sync_notebook(nb) else 'up to date'}")
+            continue
         if args.command == "store-outputs":
             series.store_outputs(nb)
             print(f"stored outputs of {nb.name}")
@@ -62,6 +69,12 @@ def _readme(args: argparse.Namespace) -> None:
     print("README.md tables regenerated from results/")
 
 
+def _site(args: argparse.Namespace) -> None:
+    from . import book
+
+    print(f"site -> {book.build_site()}/index.html")
+
+
 def _cremad(args: argparse.Namespace) -> None:
     import torch
 
@@ -81,7 +94,7 @@ def _cremad(args: argparse.Namespace) -> None:
     if args.command == "preprocess":
         print(data.sizes())
         return
-    device = pick_device(args.device)
+    device = pick_device(args.device, precision=args.precision)
     if device.type == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) > 1:   # torchrun: one GPU per process
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     distributed.init_from_env(device)
@@ -94,7 +107,7 @@ def _cremad(args: argparse.Namespace) -> None:
 
     cfg = TrainConfig(epochs=args.epochs, batch_size=min(args.batch_size, len(data.train)), lr=args.lr,
                       optimizer="sgd", lr_step=args.lr_step or None, device=device, progress=True,
-                      augment=augment_batch)
+                      augment=augment_batch, precision=args.precision)
     seeds = [0, 3141, 5926, *range(1, 100)][: args.seeds]  # the paper's scripts: 0, 3141, 5926
 
     def report(method: str, seed: int, res) -> None:
@@ -120,7 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="group", required=True)
     s = sub.add_parser("series", help="execute the notebooks (papermill) or refresh stored outputs")
-    s.add_argument("command", choices=["run", "store-outputs"])
+    s.add_argument("command", choices=["run", "store-outputs", "sync-book"],
+                   help="run: execute with papermill; store-outputs: refresh nbval outputs; sync-book: refresh the "
+                        "Colab badge and set-up cell and the committed-figure cells")
     s.add_argument("--full", action="store_true", help="FULL mode (default FAST)")
     s.add_argument("--only", default=None, help="only notebooks whose file name contains this")
     s.add_argument("--seed", type=int, default=0)
@@ -130,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("readme", help="regenerate the README's result and run-time tables from results/")
     r.add_argument("--check", action="store_true", help="only check that README.md matches results/")
     r.set_defaults(func=_readme)
+    w = sub.add_parser("site", help="build the HTML book into build/site/ from build/executed/ (make site)")
+    w.set_defaults(func=_site)
     c = sub.add_parser("cremad", help="CREMA-D: download, preprocess, train (notebook 06)")
     c.add_argument("command", choices=["download", "preprocess", "train"])
     c.add_argument("--subset", default="offline", choices=["offline", "teaching", "actors20", "all"])
@@ -145,6 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--lr", type=float, default=1e-3)
     c.add_argument("--lr-step", type=int, default=70, help="StepLR step in epochs (0: constant learning rate)")
     c.add_argument("--device", default="auto")
+    c.add_argument("--precision", default=None, choices=["auto", "fp32", "bf16"],
+                   help="default: env TCMAX_PRECISION, else auto (bf16 on CUDA and bf16-capable CPUs)")
     c.add_argument("--compile", action="store_true")
     c.add_argument("--out", default="build/cremad_results.csv")
     c.set_defaults(func=_cremad)

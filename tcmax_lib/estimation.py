@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -18,7 +19,7 @@ from .ground_truth import (
     sample_correlated_gaussian,
     sample_gaussian_modalities,
 )
-from .runtime import seeded
+from .runtime import Precision, pick_precision, seeded
 
 
 @dataclass
@@ -80,38 +81,91 @@ def mi_staircase(levels: Sequence[float] = (2, 4, 6, 8, 10), steps_per_level: in
     return np.repeat(np.asarray(levels, dtype=float), steps_per_level)
 
 
+class StackedCritics:
+    """E critics of identical architecture evaluated as one vmapped call on stacked parameters (notebook 01).
+
+    `torch.func.stack_module_state` turns the E critics into one set of [E, ...] leaf tensors, the
+    parameters of one optimiser; `write_back` copies the trained values into the original modules.
+    """
+
+    def __init__(self, critics: Sequence[nn.Module]):
+        shapes = [[(n, p.shape) for n, p in c.named_parameters()] for c in critics]
+        if any(type(c) is not type(critics[0]) for c in critics) or any(s != shapes[0] for s in shapes):
+            raise ValueError("batched training needs critics of one class and identical parameter shapes; "
+                             "use batched=False for mixed critics.")
+        self.critics = list(critics)
+        params, self.buffers = torch.func.stack_module_state(self.critics)
+        self.params = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}   # [E, ...] leaves
+        self._base = copy.deepcopy(self.critics[0]).to("meta")          # structure only, no storage
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Scores of every critic on one batch: [E, K, K]."""
+        def one(p: dict, b: dict) -> torch.Tensor:
+            return torch.func.functional_call(self._base, (p, b), (x, y))
+        return torch.func.vmap(one)(self.params, self.buffers)
+
+    @torch.no_grad()
+    def write_back(self) -> None:
+        """Copy the stacked (trained) parameters into the original critic modules."""
+        for e, critic in enumerate(self.critics):
+            for name, p in critic.named_parameters():
+                p.copy_(self.params[name][e])
+
+
+def batched_default(device: str | torch.device) -> bool:
+    """Whether `train_estimators(batched=None)` stacks the critics: on CUDA only (notebook 01).
+
+    On CPU the vmapped step measured slower than one critic after another (bench_estimators.py): one
+    critic's [K*K, hidden] activations fit in cache, four stacked do not. On CUDA, where small kernels
+    are launch-bound, one batched step replaces four; that choice has not been measured here.
+    """
+    return torch.device(device).type == "cuda"
+
+
 def train_estimators(specs: Sequence[EstimatorSpec], true_values: np.ndarray, dim: int = 20,
                      batch_size: int = 64, lr: float = 5e-4, seed: int = 0, device: str | torch.device = "cpu",
-                     cubic: bool = False, progress: bool = True) -> pd.DataFrame:
+                     cubic: bool = False, progress: bool = True, precision: str | Precision | None = None,
+                     batched: bool | None = None) -> pd.DataFrame:
     """Train every estimator on fresh correlated-Gaussian batches whose MI follows `true_values`.
 
     All critics see the same batch each step and share one Adam optimiser (their losses are
-    independent, so this equals one optimiser each). Values stay on the device until the end:
-    no per-step host sync. Returns a tidy frame: step, estimator, estimate, true, joint, log_partition.
-    Introduced in notebook 01.
+    independent, so this equals one optimiser each and one separate run each). `precision`
+    ('auto'/'fp32'/'bf16', see `runtime.pick_precision`) runs the critics' hidden layers under bf16
+    autocast; scores, bounds and the trace stay fp32. `batched=True` evaluates all critics as one
+    vmapped call (`StackedCritics`); None picks it on CUDA only: on CPU it measured slower
+    (benchmarks/bench_estimators.py). Values stay on the device until the end: the only per-step host
+    sync is MINE's finite check of its moving average.
+    Returns a tidy frame: step, estimator, estimate, true, joint, log_partition. Introduced in notebook 01.
     """
     device = torch.device(device)
+    prec = precision if isinstance(precision, Precision) else pick_precision(device, precision)
+    batched = batched_default(device) if batched is None else batched
     for s in specs:
         s.critic.to(device).train()
-    opt = torch.optim.Adam([p for s in specs for p in s.critic.parameters()], lr=lr)
+    stacked = StackedCritics([s.critic for s in specs]) if batched else None
+    params = list(stacked.params.values()) if stacked else [p for s in specs for p in s.critic.parameters()]
+    opt = torch.optim.Adam(params, lr=lr)
     gen = torch.Generator(device=device).manual_seed(seed)
     n = len(true_values)
     trace = torch.zeros(n, len(specs), 3, device=device)                  # estimate, joint term, log-partition
     rhos = [rho_for_mi(v, dim) for v in true_values]
     for step in tqdm(range(n), desc="training estimators", disable=not progress or None, leave=False):
         x, y = sample_correlated_gaussian(batch_size, dim, rhos[step], generator=gen, cubic=cubic)
-        loss = 0.0
+        with prec.autocast():
+            all_scores = stacked(x, y) if stacked else [s.critic(x, y) for s in specs]   # E x [K, K]
+        loss, rows = 0.0, []
         for e, spec in enumerate(specs):
-            scores = spec.critic(x, y)                                    # [K, K]
+            scores = all_scores[e].float()                                # [K, K], bounds in fp32
             value = spec.objective(scores)
             loss = loss - value
             with torch.no_grad():
-                trace[step, e, 0] = value
-                trace[step, e, 1] = scores.diagonal().mean()
-                trace[step, e, 2] = est.logmeanexp_offdiag(scores)
+                rows.append(torch.stack([value, scores.diagonal().mean(), est.logmeanexp_offdiag(scores)]))
+        trace[step] = torch.stack(rows).detach()                          # [E, 3]: one write a step
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+    if stacked:
+        stacked.write_back()
     trace = trace.cpu().numpy()
     frames = [pd.DataFrame({"step": np.arange(n), "estimator": s.name, "estimate": trace[:, e, 0],
                             "true": true_values, "joint": trace[:, e, 1], "log_partition": trace[:, e, 2]})

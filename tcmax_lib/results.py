@@ -55,6 +55,8 @@ def publish(notebook: str, metrics: dict, seconds: float) -> Path:
         raise ValueError(f"{notebook}: only FULL runs are published, these metrics were recorded with "
                          f"FAST={metrics.get('_fast')!r}. Run `tcmax series run --full --only {notebook[:2]}`.")
     meta = run_meta(seconds, metrics.get("_device"), metrics.get("_torch"), "FULL")
+    if metrics.get("_precision"):
+        meta["precision"] = metrics["_precision"]
     body = {k: v for k, v in metrics.items() if not k.startswith("_")}
     return _write(results_dir() / f"{notebook}.json", {"meta": meta, "metrics": body})
 
@@ -125,14 +127,18 @@ def readme_block(notebooks: list[str]) -> str:
     """
     fast = json.loads((results_dir() / "fast_timings.json").read_text()) if (
         results_dir() / "fast_timings.json").exists() else {"notebooks": {}, "meta": {}}
-    lines = [BEGIN, "", "| notebook | FAST run time | FULL run time | FULL run: device · torch · date · commit |",
+    lines = [BEGIN, "",
+             "| notebook | FAST run time | FULL run time | FULL run: device · precision · torch · date · commit |",
              "|---|---|---|---|"]
     full = {nb: load_results(nb) for nb in notebooks}
     for nb in notebooks:
         t = fast["notebooks"].get(f"{nb}.ipynb")
         res = full[nb]
         ft = f"{res['meta']['wall_time_s']:,.0f} s" if res else "not run"
-        prov = (f"{res['meta']['device']} · {res['meta']['torch']} · {res['meta']['date']} · `{res['meta']['commit']}`"
+        # runs before the precision policy (2026-11-30) were fp32 everywhere on CPU
+        prec = (res["meta"].get("precision") or "fp32 (pre-policy)").split(" (auto")[0] if res else ""
+        meta = res["meta"] if res else {}
+        prov = (f"{meta['device']} · {prec} · {meta['torch']} · {meta['date']} · `{meta['commit']}`"
                 + (" (uncommitted changes)" if res["meta"]["dirty"] else "")) if res else ""
         lines.append(f"| {nb} | {f'{t:,.0f} s' if t is not None else 'not measured'} | {ft} | {prov} |")
     fm = fast.get("meta", {})

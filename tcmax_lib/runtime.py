@@ -10,7 +10,7 @@ import json
 import os
 import random
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,8 @@ class _State:
     notebook: str = "session"
     fast: bool | None = None
     device: str | None = None
+    precision: str | None = None       # the policy last chosen, for records
+    precision_pref: str | None = None  # the notebook's PRECISION parameter, set by pick_device
 
 
 STATE = _State()
@@ -72,8 +74,13 @@ def resolve_fast(value: bool | str | int | None = None) -> bool:
     return fast
 
 
-def pick_device(pref: str = "auto", verbose: bool = True) -> torch.device:
-    """Pick a device: 'auto' prefers cuda > mps > cpu; an explicit name is checked and used (notebook 00)."""
+def pick_device(pref: str = "auto", verbose: bool = True, precision: str | None = None) -> torch.device:
+    """Pick a device: 'auto' prefers cuda > mps > cpu; an explicit name is checked and used (notebook 00).
+
+    The one-line report also names the precision policy `pick_precision(device, precision)` chooses; a
+    `precision` given here (a notebook's PRECISION parameter) becomes the default of every later
+    `pick_precision(device)` call in this process, e.g. the trainer's.
+    """
     pref = (pref or "auto").lower()
     if pref == "auto":
         if torch.cuda.is_available():
@@ -97,9 +104,94 @@ def pick_device(pref: str = "auto", verbose: bool = True) -> torch.device:
             raise RuntimeError(f"DEVICE={pref!r} asked for Apple MPS, which this machine or torch build does not "
                                "have; use 'auto' or 'cpu'.")
     STATE.device = device_name(device)
+    prec = pick_precision(device, precision)                          # validates before storing
+    STATE.precision_pref = precision
     if verbose:
-        print(f"device: {device} ({STATE.device}), torch {torch.__version__}")
+        print(f"device: {device} ({STATE.device}), torch {torch.__version__}, precision {prec}")
     return device
+
+
+_PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def cpu_bf16_support() -> str | None:
+    """Name of this CPU's native bf16 matmul instructions ('AMX-BF16', 'AVX512-BF16') as torch detects them, else None.
+
+    Asks torch's own CPU-feature detection (cpuinfo), never the model name, and requires oneDNN (mkldnn),
+    the library that runs bf16 matmuls and convolutions on CPU. Introduced in notebook 01.
+    """
+    cpu = getattr(torch, "cpu", None)
+    if cpu is None or not torch.backends.mkldnn.is_available():
+        return None
+    amx = getattr(cpu, "_is_amx_tile_supported", None)
+    avx = getattr(cpu, "_is_avx512_bf16_supported", None)
+    if avx is not None and avx():
+        return "AMX-BF16" if amx is not None and amx() else "AVX512-BF16"
+    return None
+
+
+@dataclass(frozen=True)
+class Precision:
+    """Mixed-precision policy for one device: bf16 autocast or plain fp32, and why (notebook 01).
+
+    Only the matmul/convolution work runs in bf16 under `autocast()`; callers upcast scores and logits
+    with `.float()` before any bound, log-sum-exp, loss or metric.
+    """
+
+    device_type: str
+    bf16: bool
+    reason: str
+
+    @property
+    def name(self) -> str:
+        """'bf16' or 'fp32'."""
+        return "bf16" if self.bf16 else "fp32"
+
+    def autocast(self) -> AbstractContextManager:
+        """The autocast context of this policy (a no-op for fp32)."""
+        return torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=self.bf16)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.reason})"
+
+
+def pick_precision(device: str | torch.device = "cpu", pref: str | None = None) -> Precision:
+    """Choose bf16 autocast or fp32 for `device`: `pref` ('auto'/'fp32'/'bf16'), else the notebook's PRECISION
+    parameter (given to `pick_device`), else env TCMAX_PRECISION, else auto.
+
+    auto = bf16 on CUDA GPUs that support it and on CPUs with native bf16 matmuls (`cpu_bf16_support`),
+    fp32 elsewhere (MPS, older CPUs). Introduced in notebook 01.
+    """
+    device = torch.device(device)
+    source = "PRECISION"
+    if pref is None and STATE.precision_pref is not None:
+        pref = STATE.precision_pref
+    if pref is None:
+        pref, source = os.environ.get("TCMAX_PRECISION", "auto"), "TCMAX_PRECISION"
+    pref = str(pref).strip().lower()
+    if pref not in _PRECISIONS:
+        raise ValueError(f"{source}={pref!r} is not a precision; use 'auto', 'fp32' or 'bf16'.")
+    if device.type == "cuda":
+        native = "bf16 tensor cores" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else None
+    elif device.type == "cpu":
+        native = cpu_bf16_support()
+    else:
+        native = None
+        if pref == "bf16":
+            raise ValueError(f"{source}='bf16' on {device.type}: this series runs bf16 autocast only on CPU and CUDA; "
+                             "use 'auto' or 'fp32'.")
+    if pref == "fp32":
+        choice = Precision(device.type, False, f"{source}=fp32")
+    elif pref == "bf16":
+        why = f"{source}=bf16" + ("" if native else ", emulated: this CPU has no native bf16 matmul and runs slower")
+        choice = Precision(device.type, True, why)
+    elif native:
+        choice = Precision(device.type, True, f"auto: {native}" + ("; the trainer keeps MLP-only models in fp32"
+                                                                   if device.type == "cpu" else ""))
+    else:
+        choice = Precision(device.type, False, f"auto: no native bf16 on {device.type}")
+    STATE.precision = str(choice)
+    return choice
 
 
 def device_name(device: str | torch.device) -> str:
@@ -176,7 +268,8 @@ def record(name: str, value: Any) -> None:
     path = folder / f"{STATE.notebook}.json"
     data = json.loads(path.read_text()) if path.exists() else {}
     data[name] = _to_jsonable(value)
-    data.update({"_fast": STATE.fast, "_device": STATE.device, "_torch": torch.__version__})
+    data.update({"_fast": STATE.fast, "_device": STATE.device, "_precision": STATE.precision,
+                 "_torch": torch.__version__})
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
     tmp.replace(path)

@@ -1,8 +1,10 @@
 """The one trainer shared by every training chapter (notebook 03).
 
 Data are tensors kept on the device (no DataLoader workers), batches come from a seeded
-permutation, bf16 autocast is used on CUDA, and the weights of the best validation epoch are
-copied (not referenced: the public code's `state_dict()` aliasing bug) and restored at the end.
+permutation, the precision policy of `runtime.pick_precision` decides bf16 autocast (CUDA and
+bf16-capable CPUs; losses and metrics stay fp32), convolutional models run channels_last, and the
+weights of the best validation epoch are copied (not referenced: the public code's `state_dict()`
+aliasing bug) and restored at the end.
 `train_epoch` is one pass over the training split; `fit` runs epochs, evaluates and keeps the best.
 """
 
@@ -23,7 +25,7 @@ from . import distributed
 from .data.splits import Split
 from .methods import Method
 from .models import MultimodalClassifier
-from .runtime import seeded
+from .runtime import Precision, pick_precision, seeded
 
 
 @dataclass
@@ -38,7 +40,8 @@ class TrainConfig:
     lr_step: int | None = None         # StepLR step (x0.1), None = constant
     seed: int = 0                      # batch order and any randomness of the method (e.g. OGM-GE's noise)
     device: str | torch.device = "cpu"
-    bf16: bool | None = None           # None: bf16 autocast on CUDA only
+    precision: str | None = None       # 'auto' / 'fp32' / 'bf16'; None: env TCMAX_PRECISION, else 'auto'
+    channels_last: bool | None = None  # None: on for models with Conv2d layers (oneDNN / cuDNN prefer NHWC)
     progress: bool = True
     check_finite: bool = True          # stop at the first non-finite input, loss or gradient (one sync a step)
     max_abs_loss: float = 1e6          # |loss| above this is divergence for these objectives (CE, TCMax: O(10))
@@ -83,13 +86,40 @@ def _check_step(model: MultimodalClassifier, batch: list[torch.Tensor], loss: to
 
 
 def autocast(device: torch.device, enabled: bool) -> AbstractContextManager:
-    """The one mixed-precision context of the trainer: bf16 autocast on `device` when enabled (notebook 03)."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+    """bf16 autocast on `device` when enabled (benchmarks); the trainer uses `Precision.autocast` (notebook 03)."""
+    return Precision(device.type, enabled, "explicit").autocast()
+
+
+def trainer_precision(model: torch.nn.Module, cfg: TrainConfig) -> Precision:
+    """The policy's choice for this model: `auto` on a CPU keeps models without convolutions in fp32 (notebook 03).
+
+    Measured with benchmarks/bench_train.py on a 2-core AMX CPU: bf16 trained the AV-digits CNNs 1.8x as
+    fast as fp32, but the toy MLPs (64-wide layers on batches of 64) at 0.6x, casts costing more than
+    the small matmuls gain. An explicit 'bf16' (parameter or TCMAX_PRECISION) is always honoured.
+    """
+    device = torch.device(cfg.device)
+    prec = pick_precision(device, cfg.precision)
+    if prec.bf16 and prec.reason.startswith("auto") and device.type == "cpu" and \
+            not any(isinstance(m, torch.nn.Conv2d) for m in model.modules()):
+        return Precision("cpu", False, "auto: no convolutions, bf16 does not pay off for small MLPs on CPU")
+    return prec
+
+
+def _channels_last(model: torch.nn.Module, cfg: TrainConfig) -> bool:
+    """Whether this run stores conv weights and 4-D inputs channels_last (NHWC)."""
+    if cfg.channels_last is not None:
+        return cfg.channels_last
+    return any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+
+
+def _nhwc(xs: list[torch.Tensor], on: bool) -> list[torch.Tensor]:
+    """4-D inputs in channels_last memory order when `on` (values unchanged)."""
+    return [x.contiguous(memory_format=torch.channels_last) if on and x.ndim == 4 else x for x in xs]
 
 
 @torch.no_grad()
 def evaluate(model: MultimodalClassifier, method: Method, split: Split, batch_size: int = 64,
-             bf16: bool = False, with_loss: bool = True) -> dict:
+             precision: Precision | None = None, with_loss: bool = True, channels_last: bool = False) -> dict:
     """Fused and per-modality accuracy and (with_loss) the method's mean loss on a split, one forward pass (nb 03).
 
     For the loss, batches must have the training batch size because batch-level losses such as TCMax
@@ -98,14 +128,15 @@ def evaluate(model: MultimodalClassifier, method: Method, split: Split, batch_si
     """
     model.eval()
     device = next(model.parameters()).device
+    precision = precision or Precision(device.type, False, "default")
     n = len(split)
     if n == 0:
         raise ValueError("evaluate: the split is empty; give it at least one sample.")
     correct, correct_m, losses = 0, None, []
     for start in range(0, n, batch_size):
-        xs = [x[start:start + batch_size] for x in split.inputs]
+        xs = _nhwc([x[start:start + batch_size] for x in split.inputs], channels_last)
         y = split.y[start:start + batch_size]
-        with autocast(device, bf16):
+        with precision.autocast():
             out = model(*xs)
             if with_loss and y.shape[0] == batch_size:
                 losses.append(method.loss(model, out, y)[0].float())
@@ -139,7 +170,8 @@ def train_epoch(model: MultimodalClassifier, method: Method, train: Split, opt: 
     """
     net = model if net is None else net
     device = torch.device(cfg.device)
-    bf16 = (device.type == "cuda") if cfg.bf16 is None else cfg.bf16
+    precision = trainer_precision(model, cfg)
+    nhwc = _channels_last(model, cfg)
     start_logs = method.on_epoch_start(model, train, epoch)            # e.g. PMR recomputes its prototypes
     sums: dict[str, torch.Tensor | float] = {}
     model.train()
@@ -148,7 +180,7 @@ def train_epoch(model: MultimodalClassifier, method: Method, train: Split, opt: 
     steps, steps_per_epoch = 0, n // cfg.batch_size
     for start in range(0, n - cfg.batch_size + 1, cfg.batch_size):
         idx = distributed.shard(perm[start:start + cfg.batch_size])    # all of it in one process
-        batch = [x[idx] for x in train.inputs]
+        batch = _nhwc([x[idx] for x in train.inputs], nhwc)
         y = train.y[idx]
         if cfg.augment is not None:
             batch = cfg.augment(batch, augment_generator)
@@ -158,11 +190,11 @@ def train_epoch(model: MultimodalClassifier, method: Method, train: Split, opt: 
                 _check_step(model, batch, loss, cfg, epoch, step, after_backward)
 
         if method.owns_step:                                             # MLA: several optimiser steps per batch
-            with autocast(device, bf16):
+            with precision.autocast():
                 loss, logs = method.step(model, batch, y, opt, guard, epoch, steps, steps_per_epoch)
             logs = {**logs, "train_loss": loss.detach()}
         else:
-            with autocast(device, bf16):
+            with precision.autocast():
                 out = net(*batch)                                        # features, fused and per-modality logits
                 loss, logs = method.loss(model, out, y)
             guard(loss, False)
@@ -218,9 +250,12 @@ def fit(model: MultimodalClassifier, method: Method, train: Split, val: Split, c
     `cfg.seed`; the caller's global RNG state is left as it was.
     """
     device = torch.device(cfg.device)
-    bf16 = (device.type == "cuda") if cfg.bf16 is None else cfg.bf16
+    precision = trainer_precision(model, cfg)                           # fails early on a bad TCMAX_PRECISION
     _check_config(cfg, train, val)
+    nhwc = _channels_last(model, cfg)
     model.to(device)
+    if nhwc:
+        model.to(memory_format=torch.channels_last)
     train, val = train.to(device), val.to(device)
     net = model
     if distributed.active():                                             # launched by torchrun
@@ -240,14 +275,16 @@ def fit(model: MultimodalClassifier, method: Method, train: Split, val: Split, c
             t0 = time.perf_counter()
             row = {"epoch": epoch, **train_epoch(model, method, train, opt, cfg, epoch, gen, aug_gen, net)}
             row["seconds"] = time.perf_counter() - t0
+            row["precision"] = precision.name
             if sched is not None:
                 sched.step()
             # train: accuracies only (its loss is the epoch mean of the training steps, already in `row`);
             # val: accuracies and the loss at the training batch size, from the same forward pass.
             # Under torchrun every process evaluates the whole split locally: identical everywhere.
             with distributed.local():
-                row.update({f"train_{k}": v for k, v in evaluate(model, method, train, 1024, bf16, False).items()})
-                row.update({f"val_{k}": v for k, v in evaluate(model, method, val, cfg.batch_size, bf16).items()})
+                tr = evaluate(model, method, train, 1024, precision, False, nhwc)
+                va = evaluate(model, method, val, cfg.batch_size, precision, True, nhwc)
+                row.update({**{f"train_{k}": v for k, v in tr.items()}, **{f"val_{k}": v for k, v in va.items()}})
             if on_epoch_end is not None:
                 row.update(on_epoch_end(epoch, model))
             finite = all(bool(torch.isfinite(t).all()) for t in model.state_dict().values() if t.is_floating_point())

@@ -218,14 +218,17 @@ def test_pmr_refuses_a_split_without_some_class():
 
 
 # ----------------------------------------------------------------------------- every method trains
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
 @pytest.mark.parametrize("name,head", [("agm", "concat"), ("mla", "shared"), ("mmpareto", "concat_msh"),
                                        ("pmr", "concat")])
-def test_every_baseline_trains_through_fit(name, head):
+def test_every_baseline_trains_through_fit(name, head, precision):
+    """Also under bf16 autocast: gradient surgery (MLA's projection, MMPareto's rescaling) must stay fp32."""
     xa, xv, y = _batch(n=96, seed=1)
     train, val = Split((xa, xv), y), Split((xa[:24], xv[:24]), y[:24])
-    model, hist = fit(_model(head), make_method(name), train, val, TrainConfig(epochs=6, batch_size=16, lr=1e-2,
-                                                                               progress=False))
-    assert len(hist) == 6 and hist["train_loss"].notna().all()
+    cfg = TrainConfig(epochs=6, batch_size=16, lr=1e-2, progress=False, precision=precision)
+    model, hist = fit(_model(head), make_method(name), train, val, cfg)
+    assert len(hist) == 6 and hist["train_loss"].notna().all() and set(hist["precision"]) == {precision}
+    assert all(p.dtype == torch.float32 for p in model.parameters())
     assert hist["val_acc"].max() > 0.7                                   # audio is informative (chance 1/3)
 
 

@@ -45,6 +45,12 @@ def check_01(m):
     # finite-data over-fitting: the train estimate exceeds the held-out one
     assert m["overfit_train"] > m["overfit_test"]
     assert m["naive_overflow_is_inf"] and m["logspace_is_finite"]
+    # precision (section 7): bf16 vs fp32 tail means on the same seeds (same weights and batches), compared
+    # with 3 standard errors of the seed spread; every (estimator, level) pair must pass
+    assert len(m["precision_within_3se"]) == 20 and all(m["precision_within_3se"].values())
+    assert all(m["precision_se"][k] > 0 for k in m["precision_se"])
+    # one vmapped call of the stacked critics = four calls: fp32 summation order only (scores O(1))
+    assert m["stacked_vs_separate_scores"] < 1e-4
 
 
 def check_02(m):

@@ -34,6 +34,10 @@ def test_publish_refuses_fast_metrics_and_renders_tables(tmp_path, monkeypatch):
     assert saved["meta"]["wall_time_s"] == 12.3 and saved["meta"]["device"] == "CPU test"
     results.publish_fast_timings({"99_demo.ipynb": 4.04}, "CPU test", "2.x")
     block = results.readme_block(["99_demo", "98_never_run"])
-    assert "| 99_demo | 4 s | 12 s | CPU test · 2.x ·" in block
+    assert "| 99_demo | 4 s | 12 s | CPU test · fp32 (pre-policy) · 2.x ·" in block     # no _precision recorded
+    metrics["_precision"] = "bf16 (auto: AMX-BF16)"
+    path = results.publish("99_demo", metrics, 12.34)
+    assert json.loads(path.read_text())["meta"]["precision"] == "bf16 (auto: AMX-BF16)"
+    assert "| 99_demo | 4 s | 12 s | CPU test · bf16 · 2.x ·" in results.readme_block(["99_demo"])
     assert "| 98_never_run | not measured | not run |" in block
     assert "| joint | 0.500 |" in block and "| tcmax | 0.750 |" in block

@@ -59,7 +59,7 @@ def test_record_roundtrip(tmp_path, monkeypatch):
     tl.record("table", {"a": [1, 2]})
     data = json.loads((tmp_path / "99_test.json").read_text())
     assert data == {"x": 1.5, "table": {"a": [1, 2]}, "_fast": True, "_device": runtime.STATE.device,
-                    "_torch": torch.__version__}
+                    "_precision": runtime.STATE.precision, "_torch": torch.__version__}
     assert tl.load_metrics("99_test", tmp_path)["x"] == 1.5
 
 
@@ -83,3 +83,78 @@ def test_figures_dir_follows_mode(monkeypatch):
     tl.resolve_fast(False)
     assert plotting.figures_dir().name == "figures" and plotting.figures_dir().parent.name != "build"
     tl.resolve_fast(True)
+
+
+# ----------------------------------------------------------------------------- precision policy (notebook 01)
+def test_precision_explicit_and_env(monkeypatch):
+    monkeypatch.delenv("TCMAX_PRECISION", raising=False)
+    assert runtime.pick_precision("cpu", "fp32").bf16 is False
+    assert runtime.pick_precision("cpu", "bf16").bf16 is True
+    monkeypatch.setenv("TCMAX_PRECISION", "fp32")
+    p = runtime.pick_precision("cpu")
+    assert p.name == "fp32" and "TCMAX_PRECISION" in p.reason
+    assert runtime.pick_precision("cpu", "BF16").name == "bf16"          # the parameter wins over the environment
+
+
+def test_precision_auto_follows_cpu_detection(monkeypatch):
+    monkeypatch.delenv("TCMAX_PRECISION", raising=False)
+    monkeypatch.setattr(runtime, "cpu_bf16_support", lambda: "AMX-BF16")
+    p = runtime.pick_precision("cpu")
+    assert p.bf16 and "AMX-BF16" in str(p)
+    monkeypatch.setattr(runtime, "cpu_bf16_support", lambda: None)
+    assert runtime.pick_precision("cpu").name == "fp32"
+    forced = runtime.pick_precision("cpu", "bf16")
+    assert forced.bf16 and "emulated" in forced.reason                   # allowed, but the report says it is slow
+
+
+def test_cpu_bf16_detection_matches_cpuinfo():
+    flags = set()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    except OSError:
+        pytest.skip("no /proc/cpuinfo on this system")
+    found = runtime.cpu_bf16_support()
+    assert (found is not None) == ("avx512_bf16" in flags and torch.backends.mkldnn.is_available())
+    if found == "AMX-BF16":
+        assert "amx_tile" in flags
+
+
+@pytest.mark.parametrize("bad", ["fp16", "half", ""])
+def test_precision_rejects_unknown_values(monkeypatch, bad):
+    monkeypatch.setenv("TCMAX_PRECISION", bad)
+    with pytest.raises(ValueError, match="TCMAX_PRECISION=.*'auto', 'fp32' or 'bf16'"):
+        runtime.pick_precision("cpu")
+    with pytest.raises(ValueError, match="TCMAX_PRECISION"):          # the device report fails before any work
+        runtime.pick_device("cpu", verbose=False)
+
+
+def test_precision_bf16_refused_on_mps():
+    with pytest.raises(ValueError, match="only on CPU and CUDA"):
+        runtime.pick_precision("mps", "bf16")
+    assert runtime.pick_precision("mps", "auto").name == "fp32"
+
+
+def test_precision_autocast_runs_matmuls_in_bf16_only_when_on():
+    a = torch.randn(8, 8)
+    with runtime.pick_precision("cpu", "bf16").autocast():
+        assert (a @ a).dtype == torch.bfloat16
+    with runtime.pick_precision("cpu", "fp32").autocast():
+        assert (a @ a).dtype == torch.float32
+
+
+def test_device_report_names_precision(capsys, monkeypatch):
+    monkeypatch.setenv("TCMAX_PRECISION", "fp32")
+    runtime.pick_device("cpu")
+    assert "precision fp32 (TCMAX_PRECISION=fp32)" in capsys.readouterr().out
+
+
+def test_notebook_precision_parameter_becomes_the_default(monkeypatch):
+    monkeypatch.setenv("TCMAX_PRECISION", "bf16")
+    monkeypatch.setattr(runtime.STATE, "precision_pref", None)
+    runtime.pick_device("cpu", verbose=False, precision="fp32")        # a notebook's PRECISION = "fp32"
+    assert runtime.pick_precision("cpu").name == "fp32"                 # the trainer's call, no argument
+    runtime.pick_device("cpu", verbose=False)                           # PRECISION = None: the environment again
+    assert runtime.pick_precision("cpu").name == "bf16"
