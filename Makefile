@@ -7,12 +7,12 @@ STAMP   := $(VENV)/.installed
 FULL    ?= 0
 NB      ?=
 
-.PHONY: run test lab unit install clean store-outputs
+.PHONY: run test lab unit install clean store-outputs site
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[notebooks,dev,audio]"
+	$(BIN)/python -m pip install -q -e ".[notebooks,dev,audio,docs]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -32,6 +32,12 @@ unit: $(STAMP)
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/
+
+# the HTML book in build/site/ (offline): executes the notebooks FAST if build/executed/ lacks any, then Sphinx
+site: $(STAMP)
+	@for nb in notebooks/[0-9][0-9]_*.ipynb; do test -f build/executed/$$(basename $$nb) || { $(BIN)/tcmax series run --no-publish; break; }; done
+	$(BIN)/tcmax site
+	@echo "open build/site/index.html (or: $(BIN)/python -m http.server -d build/site 8000)"
 
 # maintainers: re-execute in FAST mode and keep only the outputs of cells tagged keep_output
 store-outputs: $(STAMP)

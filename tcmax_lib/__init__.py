@@ -27,6 +27,7 @@ _LAZY = {
     "load_metrics": "runtime",
     "load_results": "results",
     "pick_device": "runtime",
+    "pick_precision": "runtime",
     "record": "runtime",
     "repo_root": "runtime",
     "resolve_fast": "runtime",
@@ -35,7 +36,7 @@ _LAZY = {
 }
 _SUBMODULES = {"cli", "data", "diagnostics", "estimation", "estimators", "experiments", "ground_truth", "layers",
                "losses", "methods", "models", "notebook", "plotting", "resnet", "results", "runtime", "series", "train",
-               "critic_families"}
+               "critic_families", "book", "precision_check"}
 
 __all__ = ["__version__", *sorted(_LAZY)]
 

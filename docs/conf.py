@@ -1,0 +1,47 @@
+"""Sphinx configuration of the series' HTML book (`make site`; staged by tcmax_lib.book.stage_site).
+
+Offline by design: the theme's assets ship with its PyPI package, MathJax 3 is copied into _static/
+from the npm tarball (no CDN), and notebooks are rendered from their executed copies, not re-run.
+"""
+
+project = "TCMax tutorial series"
+author = "TCMax tutorial series contributors"
+copyright = "2026, " + author
+
+extensions = ["myst_nb", "sphinx.ext.autodoc", "sphinx.ext.viewcode", "sphinx_copybutton"]
+exclude_patterns = ["_build", "**.ipynb_checkpoints"]
+
+# notebooks: rendered with the outputs of their papermill execution (build/executed), never executed here
+nb_execution_mode = "off"
+nb_render_markdown_format = "myst"
+nb_ipywidgets_js = {}          # progress-bar widgets render as their text; no require.js / widget manager from a CDN
+myst_enable_extensions = ["dollarmath", "amsmath"]
+myst_heading_anchors = 3
+suppress_warnings = ["myst.header", "mystnb.unknown_mime_type", "misc.highlighting_failure"]
+
+# tags: papermill's injected cell is removed; exercise solutions are collapsed behind a toggle
+nb_remove_code_source = False
+html_theme = "sphinx_book_theme"
+html_title = "TCMax tutorial series"
+html_static_path = ["_static"]
+html_theme_options = {"show_navbar_depth": 1, "use_download_button": False, "use_fullscreen_button": False,
+                      "show_toc_level": 2}
+mathjax_path = "mathjax/tex-chtml.js"
+autodoc_member_order = "bysource"
+autodoc_typehints = "description"
+html_context = {"default_mode": "light"}   # an explicit mode: the theme logs a console error for an empty one
+html_favicon = "_static/favicon.svg"
+
+
+def _plain_docstring(app, what, name, obj, options, lines):
+    """Docstrings here are plain text with Markdown-style `code`, not reStructuredText: escape what RST
+    would misread (|x| substitutions, *args emphasis) and render `code` as literals."""
+    import re
+
+    for i, line in enumerate(lines):
+        line = line.replace("\\", "\\\\").replace("|", "\\|").replace("*", "\\*")
+        lines[i] = re.sub(r"`([^`]+)`", r"``\1``\\ ", line)
+
+
+def setup(app):
+    app.connect("autodoc-process-docstring", _plain_docstring)
