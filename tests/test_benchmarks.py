@@ -4,6 +4,7 @@ These are smoke runs: they check that the scripts and their table formats work, 
 """
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -22,8 +23,10 @@ def _run(*args: str, timeout: int = 300) -> str:
 
 
 def test_bench_estimators_tiny():
-    out = _run("benchmarks/bench_estimators.py", "--device", "cpu", "--steps", "3")
-    assert "steps/s" in out
+    out = _run("benchmarks/bench_estimators.py", "--device", "cpu", "--steps", "3", "--rounds", "1", "--hidden", "16")
+    for row in ("plain fp32 loop", "project loop, fp32", "project loop, bf16", "project batched (vmap), bf16"):
+        assert row in out, row
+    assert re.fullmatch(r"staircase-4 speedup vs plain fp32 loop: \d+\.\d\dx", out.strip().splitlines()[-1])
 
 
 def test_bench_tcmax_loss_tiny():
@@ -42,6 +45,9 @@ def test_bench_cremad_tiny():
 @pytest.mark.skipif(not MIRROR, reason="needs TCMAX_DATA_MIRROR with FSDD and MNIST")
 def test_bench_train_tiny():
     out = _run("benchmarks/bench_train.py", "--device", "cpu", "--epochs", "1", "--skip-preprocessing",
-               "--max-train", "128")
+               "--max-train", "128", "--rounds", "1")
+    for row in ("fp32, NCHW (before)", "fp32, channels_last", "bf16 (forced)", "auto"):
+        assert f"AV digits (CNN)  joint   {row}" in out, row
+    assert re.search(r"toy \(MLP\) +joint +auto +fp32", out)          # auto keeps the small MLPs in fp32 on CPU
     for method in ("joint", "agm", "mla", "mmpareto", "pmr", "tcmax"):
         assert f"\n{method}" in out, method
