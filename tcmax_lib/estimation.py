@@ -130,15 +130,17 @@ def train_estimators(specs: Sequence[EstimatorSpec], true_values: np.ndarray, di
 
     All critics see the same batch each step and share one Adam optimiser (their losses are
     independent, so this equals one optimiser each and one separate run each). `precision`
-    ('auto'/'fp32'/'bf16', see `runtime.pick_precision`) runs the critics' hidden layers under bf16
-    autocast; scores, bounds and the trace stay fp32. `batched=True` evaluates all critics as one
-    vmapped call (`StackedCritics`); None picks it on CUDA only: on CPU it measured slower
-    (benchmarks/bench_estimators.py). Values stay on the device until the end: the only per-step host
-    sync is MINE's finite check of its moving average.
+    ('auto'/'fp32'/'bf16', see `runtime.pick_precision`) runs the critics under bf16 autocast; scores
+    are upcast, so bounds and the trace stay fp32. `auto` on a CPU uses bf16 for concat critics only
+    (K^2 pairs a step); separable critics measured slower in bf16 there (`Precision.unless_small`).
+    `batched=True` evaluates all critics as one vmapped call (`StackedCritics`); None picks it on CUDA
+    only: on CPU it measured slower (benchmarks/bench_estimators.py). Values stay on the device until
+    the end: the only per-step host sync is MINE's finite check of its moving average.
     Returns a tidy frame: step, estimator, estimate, true, joint, log_partition. Introduced in notebook 01.
     """
     device = torch.device(device)
     prec = precision if isinstance(precision, Precision) else pick_precision(device, precision)
+    prec = prec.unless_small(all(isinstance(s.critic, est.ConcatCritic) for s in specs))   # K^2-row products
     batched = batched_default(device) if batched is None else batched
     for s in specs:
         s.critic.to(device).train()

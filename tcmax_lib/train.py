@@ -91,18 +91,13 @@ def autocast(device: torch.device, enabled: bool) -> AbstractContextManager:
 
 
 def trainer_precision(model: torch.nn.Module, cfg: TrainConfig) -> Precision:
-    """The policy's choice for this model: `auto` on a CPU keeps models without convolutions in fp32 (notebook 03).
+    """The policy for this model: `auto` on a CPU keeps models without convolutions in fp32 (notebook 03).
 
-    Measured with benchmarks/bench_train.py on a 2-core AMX CPU: bf16 trained the AV-digits CNNs 1.8x as
-    fast as fp32, but the toy MLPs (64-wide layers on batches of 64) at 0.6x, casts costing more than
-    the small matmuls gain. An explicit 'bf16' (parameter or TCMAX_PRECISION) is always honoured.
+    See `Precision.unless_small`: bf16 trained the AV-digits CNNs 1.8x as fast as fp32 on a 2-core AMX
+    CPU, the toy MLPs (64-wide layers on batches of 64) at 0.6x (benchmarks/bench_train.py).
     """
-    device = torch.device(cfg.device)
-    prec = pick_precision(device, cfg.precision)
-    if prec.bf16 and prec.reason.startswith("auto") and device.type == "cpu" and \
-            not any(isinstance(m, torch.nn.Conv2d) for m in model.modules()):
-        return Precision("cpu", False, "auto: no convolutions, bf16 does not pay off for small MLPs on CPU")
-    return prec
+    conv = any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+    return pick_precision(torch.device(cfg.device), cfg.precision).unless_small(conv)
 
 
 def _channels_last(model: torch.nn.Module, cfg: TrainConfig) -> bool:

@@ -145,6 +145,22 @@ def test_precision_autocast_runs_matmuls_in_bf16_only_when_on():
         assert (a @ a).dtype == torch.float32
 
 
+def test_auto_estimator_precision_is_bf16_for_concat_critics_only(monkeypatch):
+    from tcmax_lib import estimation as E
+
+    monkeypatch.setattr(runtime, "cpu_bf16_support", lambda: "AMX-BF16")
+    auto = runtime.pick_precision("cpu", "auto")
+    assert auto.unless_small(True).bf16 and not auto.unless_small(False).bf16
+    assert runtime.pick_precision("cpu", "bf16").unless_small(False).bf16          # explicit bf16 is honoured
+    seen = []
+    monkeypatch.setattr(runtime.Precision, "autocast", lambda self: seen.append(self.name) or torch.autocast(
+        "cpu", enabled=False))
+    for critic in ("concat", "separable"):
+        E.train_estimators(E.make_estimators(["nwj"], critic=critic, hidden=8), E.mi_staircase([1.0], 1),
+                           precision="auto", progress=False)
+    assert seen == ["bf16", "fp32"]
+
+
 def test_device_report_names_precision(capsys, monkeypatch):
     monkeypatch.setenv("TCMAX_PRECISION", "fp32")
     runtime.pick_device("cpu")
