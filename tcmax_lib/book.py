@@ -173,8 +173,11 @@ def stage_site(executed: Path, src: Path) -> None:
                 cell.source = _offline_badges(_rewrite_links(cell.source, "notebooks"))
             if "injected-parameters" in tags or COLAB_TAG in tags:
                 tags.append("remove-cell")                   # papermill's parameters, the Colab-only install
-            if "solution" in tags:
-                tags.append("hide-input" if cell.cell_type == "code" else "hide-cell")
+            if "solution" in tags and cell.cell_type == "code":
+                tags.append("hide-input")                            # myst-nb's toggle
+            elif "solution" in tags:                                 # Markdown: blank lines keep it MyST inside
+                cell.source = f'<details class="solution"><summary>Solution</summary>\n\n{cell.source}\n\n</details>'
+
         nbformat.write(book, src / "notebooks" / nb.name)
         pages.append(f"notebooks/{nb.stem}")
     toc = "\n".join(["", "```{toctree}", ":caption: Chapters", ":maxdepth: 1", "", *pages, "api", "```", ""])
