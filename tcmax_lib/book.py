@@ -107,6 +107,16 @@ def sync_notebook(nb: Path, write: bool = True) -> bool:
     return changed
 
 
+def sync_readme_badges(readme: Path, write: bool = True) -> bool:
+    """Give every row `| NN | [name](notebooks/X.ipynb) ... |` of the README table its Colab badge (notebook 00)."""
+    text = readme.read_text()
+    row = re.compile(r"^(\| \d\d \| \[[^\]]+\]\(notebooks/([\w.-]+)\.ipynb\))( \[!\[Open In Colab\][^|]*)? \|", re.M)
+    new = row.sub(lambda m: f"{m.group(1)} {colab_badge(m.group(2))} |", text)
+    if new != text and write:
+        readme.write_text(new)
+    return new != text
+
+
 # ----------------------------------------------------------------------------- the static site
 def _mathjax(cache: Path) -> Path:
     """MathJax 3's es5 folder, unpacked from the npm tarball into `cache` once (`npm pack`; no CDN at view time)."""

@@ -47,6 +47,10 @@ def _series(args: argparse.Namespace) -> None:
         recorded = load_metrics(nb.stem)
         if args.full and args.publish:
             print(f"  FULL results -> {results.publish(nb.stem, recorded, sec)}")
+    if args.command == "sync-book":
+        from . import book
+
+        print(f"README.md badges: {'updated' if book.sync_readme_badges(repo_root() / 'README.md') else 'up to date'}")
     if timings:
         path = repo_root() / "build" / f"timings_{'full' if args.full else 'fast'}.json"
         path.parent.mkdir(parents=True, exist_ok=True)

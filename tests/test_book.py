@@ -31,6 +31,14 @@ def test_colab_badge_opens_this_notebook(nb):
     assert f"git+{book.repository_url()}@main" in setup[0].source and '"google.colab" in sys.modules' in setup[0].source
 
 
+def test_readme_badges_are_generated_from_the_repository_url(tmp_path):
+    assert not book.sync_readme_badges(ROOT / "README.md", write=False), "run `tcmax series sync-book`"
+    stale = tmp_path / "README.md"
+    stale.write_text("| 04 | [TCMax](notebooks/04_tcmax.ipynb) [![Open In Colab](x.svg)](https://old/x) | text |\n")
+    assert book.sync_readme_badges(stale)
+    assert stale.read_text() == f"| 04 | [TCMax](notebooks/04_tcmax.ipynb) {book.colab_badge('04_tcmax')} | text |\n"
+
+
 def test_readme_badges_open_their_own_notebooks():
     readme = (ROOT / "README.md").read_text()
     rows = [ln for ln in readme.splitlines() if re.match(r"\| \d\d \|", ln)]
