@@ -19,8 +19,7 @@ myst_enable_extensions = ["dollarmath", "amsmath"]
 myst_heading_anchors = 3
 suppress_warnings = ["myst.header", "mystnb.unknown_mime_type", "misc.highlighting_failure"]
 
-# tags: papermill's injected cell is removed; exercise solutions are collapsed behind a toggle
-nb_remove_code_source = False
+# cell tags (remove-cell, hide-input) and the <details> of Markdown solutions are set by book.stage_site
 html_theme = "sphinx_book_theme"
 html_title = "TCMax tutorial series"
 html_static_path = ["_static"]

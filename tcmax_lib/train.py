@@ -40,7 +40,7 @@ class TrainConfig:
     lr_step: int | None = None         # StepLR step (x0.1), None = constant
     seed: int = 0                      # batch order and any randomness of the method (e.g. OGM-GE's noise)
     device: str | torch.device = "cpu"
-    precision: str | None = None       # 'auto' / 'fp32' / 'bf16'; None: env TCMAX_PRECISION, else 'auto'
+    precision: str | None = None       # 'auto'/'fp32'/'bf16'; None: notebook PRECISION, TCMAX_PRECISION, 'auto'
     channels_last: bool | None = None  # None: on for models with Conv2d layers (oneDNN / cuDNN prefer NHWC)
     progress: bool = True
     check_finite: bool = True          # stop at the first non-finite input, loss or gradient (one sync a step)
@@ -96,15 +96,18 @@ def trainer_precision(model: torch.nn.Module, cfg: TrainConfig) -> Precision:
     See `Precision.unless_small`: bf16 trained the AV-digits CNNs 1.8x as fast as fp32 on a 2-core AMX
     CPU, the toy MLPs (64-wide layers on batches of 64) at 0.6x (benchmarks/bench_train.py).
     """
-    conv = any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
-    return pick_precision(torch.device(cfg.device), cfg.precision).unless_small(conv)
+    return pick_precision(torch.device(cfg.device), cfg.precision).unless_small(_has_conv(model))
+
+
+def _has_conv(model: torch.nn.Module) -> bool:
+    return any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
 
 
 def _channels_last(model: torch.nn.Module, cfg: TrainConfig) -> bool:
     """Whether this run stores conv weights and 4-D inputs channels_last (NHWC)."""
     if cfg.channels_last is not None:
         return cfg.channels_last
-    return any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+    return _has_conv(model)
 
 
 def _nhwc(xs: list[torch.Tensor], on: bool) -> list[torch.Tensor]:
