@@ -1,7 +1,8 @@
 """Sphinx configuration of the series' HTML book (`make site`; staged by tcmax_lib.book.stage_site).
 
 Offline by design: the theme's assets ship with its PyPI package, MathJax 3 is copied into _static/
-from the npm tarball (no CDN), and notebooks are rendered from their executed copies, not re-run.
+from the PyPI package django-static-mathjax (no CDN, no npm), and notebooks are rendered from their executed
+copies, not re-run. Built strictly: `tcmax site` runs sphinx with -W --keep-going, so any warning fails the build.
 """
 
 project = "TCMax tutorial series"
@@ -13,11 +14,11 @@ exclude_patterns = ["_build", "**.ipynb_checkpoints"]
 
 # notebooks: rendered with the outputs of their papermill execution (build/executed), never executed here
 nb_execution_mode = "off"
+nb_execution_raise_on_error = True   # if execution is ever switched on here, a failing cell fails the build
 nb_render_markdown_format = "myst"
 nb_ipywidgets_js = {}          # progress-bar widgets render as their text; no require.js / widget manager from a CDN
 myst_enable_extensions = ["dollarmath", "amsmath"]
 myst_heading_anchors = 3
-suppress_warnings = ["myst.header", "mystnb.unknown_mime_type", "misc.highlighting_failure"]
 
 # cell tags (remove-cell, hide-input) and the <details> of Markdown solutions are set by book.stage_site
 html_theme = "sphinx_book_theme"
@@ -38,8 +39,10 @@ def _plain_docstring(app, what, name, obj, options, lines):
     import re
 
     for i, line in enumerate(lines):
+        bullet = re.match(r"^\s*\* ", line)                   # a "* item" list bullet stays a bullet
+        head, line = (line[:bullet.end()], line[bullet.end():]) if bullet else ("", line)
         line = line.replace("\\", "\\\\").replace("|", "\\|").replace("*", "\\*")
-        lines[i] = re.sub(r"`([^`]+)`", r"``\1``\\ ", line)
+        lines[i] = head + re.sub(r"`([^`]+)`", r"``\1``\\ ", line)
 
 
 def setup(app):

@@ -1,7 +1,7 @@
 """torch.distributed helpers for exact global-batch TCMax under `torchrun` (notebook 04, appendix).
 
 Under data parallelism each process holds a shard of the batch. TCMax's normaliser is a sum over the
-*global* batch, so the losses take a process group and communicate:
+*global* batch, so the losses take a process group and communicate::
 
     factorised  (`tcmax_loss`):          the [M, C] per-class logsumexps, 1 scalar, C label counts
     pairwise    (`tcmax_loss_pairwise`): the visual features [B_local, D_v] (each rank scores its own

@@ -8,8 +8,10 @@ For a linear fusion f = sum_m f_m(z_m) (concat, sum, shared heads) the normalise
 log sum_c prod_m sum_j exp f_m(z_mj)_c = logsumexp_c sum_m logsumexp_j f_m[j, c]  ->  O(M B C).
 The label marginal of the product measure is uniform over the C classes by default (the paper's
 choice, the `- log |Y|` above); then -L bounds TC + KL(p_y || Uniform), not TC, on imbalanced data.
-`label_prior="batch"` uses the batch's class frequencies p_hat(c) instead:
+`label_prior="batch"` uses the batch's class frequencies p_hat(c) instead,
+
     normaliser = log sum_c p_hat(c) prod_m sum_j exp f_m[j, c] - M log B,
+
 where classes absent from the batch contribute nothing, and -L is a batch bound on TC itself.
 -L can never exceed log(B^(M-1) |Y|) (uniform prior). `tcmax_loss_sampled` is the paper's sampled-negative
 variant: N random (audio, visual) index pairs estimate the normaliser, O(N) instead of O(B^2). The reference forms the

@@ -105,3 +105,40 @@ def test_offline_site_shows_badges_as_plain_links():
     out = book._offline_badges(f"x {badge} y")
     assert out == f"x [Open in Colab]({book.colab_url('01_mutual_information_and_mine')}) y"
     assert "colab-badge.svg" not in out
+
+
+def test_strict_sphinx_build_fails_on_any_warning(tmp_path):
+    """`make site` runs Sphinx with -W --keep-going: a broken reference fails the build and every warning is
+    listed, so a broken page cannot publish silently; a clean source builds."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "conf.py").write_text('extensions = ["myst_parser"]\nexclude_patterns = ["_build"]\n')
+    (src / "index.md").write_text("# Title\n\nSee {ref}`no-such-label` and [a page](missing.md).\n")
+    with pytest.raises(RuntimeError, match="warnings are errors") as err:
+        book.run_sphinx(src, tmp_path / "out")
+    assert "no-such-label" in str(err.value) and "missing.md" in str(err.value)   # both warnings reported
+    assert not (tmp_path / "out").exists()                                      # nothing half-built is left
+    (src / "index.md").write_text("# Title\n\nA clean page.\n")
+    book.run_sphinx(src, tmp_path / "out")
+    assert (tmp_path / "out" / "index.html").exists()
+
+
+def test_site_refuses_a_notebook_whose_execution_failed(tmp_path):
+    """An executed notebook with an error output (a cell that raised) never becomes a page."""
+    executed = tmp_path / "executed"
+    executed.mkdir()
+    for nb in series.notebooks():
+        book_ = nbformat.read(nb, as_version=4)
+        if nb.name.startswith("03"):
+            cell = next(c for c in book_.cells if c.cell_type == "code")
+            cell.outputs = [nbformat.v4.new_output("error", ename="ValueError", evalue="boom", traceback=[])]
+        nbformat.write(book_, executed / nb.name)
+    with pytest.raises(RuntimeError, match=r"03_modality_competition.ipynb: cell \d+ failed .*ValueError: boom"):
+        book.stage_site(executed, tmp_path / "src")
+
+
+def test_mathjax_comes_from_pypi_not_npm():
+    """MathJax 3 for the offline site is the docs extra's django-static-mathjax: no node tooling is needed."""
+    es5 = book.mathjax_dir()
+    assert (es5 / "tex-chtml.js").is_file() and (es5.parent / "LICENSE").is_file()
+    assert "Apache" in (es5.parent / "LICENSE").read_text()[:2000]

@@ -1,8 +1,10 @@
 """environment.yml and pyproject.toml must agree on the dependencies that matter."""
 
 import re
+import subprocess
 from pathlib import Path
 
+import pytest
 import tomllib
 import yaml
 
@@ -52,3 +54,61 @@ def test_every_notebook_follows_the_contract():
         for cell in nb.cells:
             if cell.cell_type == "code" and "keep_output" not in cell.metadata.get("tags", []):
                 assert not cell.get("outputs"), f"{path.name}: unchecked cell with stored output"
+
+
+def _fake_bin(tmp_path: Path, present: list[str], apt: bool = True) -> Path:
+    """A PATH of stubs: the commands in `present`, `id` (root) and an `apt-get` that logs its arguments and,
+    on install, provides the commands of the packages it was asked for."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+
+    def stub(name: str, body: str) -> None:
+        (fake / name).write_text(f"#!/bin/sh\n{body}\n")
+        (fake / name).chmod(0o755)
+
+    for cmd in present:
+        stub(cmd, f"echo '{cmd} 1.0'")
+    stub("id", "echo 0")
+    if apt:
+        stub("apt-get", f'echo "$@" >> {tmp_path}/apt.log\n'
+                        'for a in "$@"; do case $a in\n'
+                        f"  chromium) printf '#!/bin/sh\\necho chromium 1.0\\n' > {fake}/chromium; "
+                        f"/bin/chmod +x {fake}/chromium;;\n"
+                        f"  chromium-driver) printf '#!/bin/sh\\n' > {fake}/chromedriver; "
+                        f"/bin/chmod +x {fake}/chromedriver;;\n"
+                        "esac; done")
+    return fake
+
+
+@pytest.mark.parametrize("present, asked", [
+    (["chromium", "chromedriver"], None),                        # nothing missing: apt is not called at all
+    ([], "install -y -qq chromium chromium-driver"),
+    (["chromium"], "install -y -qq chromium-driver"),
+    (["chromium", "chromedriver", "node", "npm"], None),
+    (["node", "npm"], "install -y -qq chromium chromium-driver"),  # a Node.js with its own npm: never ask for npm
+])
+def test_system_deps_script_installs_only_what_is_missing(tmp_path, present, asked):
+    fake = _fake_bin(tmp_path, present)
+    res = subprocess.run(["/bin/bash", str(ROOT / "scripts" / "install-system-deps.sh")], capture_output=True,
+                         text=True, env={"PATH": str(fake)})
+    assert res.returncode == 0, res.stderr
+    log = (tmp_path / "apt.log").read_text().splitlines() if (tmp_path / "apt.log").exists() else []
+    if asked is None:
+        assert log == [] and "nothing to do" in res.stdout
+    else:
+        assert log == ["update -qq", asked], log
+    assert not any("npm" in line or "nodejs" in line for line in log)
+
+
+def test_system_deps_script_without_apt_names_what_is_missing(tmp_path):
+    fake = _fake_bin(tmp_path, ["chromium"], apt=False)
+    res = subprocess.run(["/bin/bash", str(ROOT / "scripts" / "install-system-deps.sh")], capture_output=True,
+                         text=True, env={"PATH": str(fake)})
+    assert res.returncode == 1 and "missing chromium-driver and no apt-get" in res.stderr
+
+
+def test_ci_installs_system_deps_with_the_script_only():
+    """.ci/run delegates the system install to the script the README names; it never asks apt for npm."""
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "bash scripts/install-system-deps.sh" in ci and "apt-get" not in ci
+    assert "scripts/install-system-deps.sh" in (ROOT / "README.md").read_text()

@@ -7,10 +7,11 @@ PyAV (FFmpeg bundled in the `av` wheel) decodes both. Files come from the CREMA-
 pinned revision, one by one, each verified against the SHA-256 manifest shipped with the library.
 
 Preprocessing presets (recorded in the cache key, so results stay comparable):
-* ``ogm``   -- OGM-GE and most followers: 22.05 kHz, waveform repeated to >= 3 s, first 3 s,
-               STFT 512/353, log(|X| + 1e-7) -> 257 x 188; 3 frames at 1 fps.
-* ``tcmax`` -- the TCMax release: 22.05 kHz, repeated to >= 10 s, one 5 s crop (seeded here,
-               unseeded there), STFT 256/128 -> 129 x 862; 3 frames at 1 fps.
+
+* `ogm` -- OGM-GE and most followers: 22.05 kHz, waveform repeated to >= 3 s, first 3 s,
+  STFT 512/353, log(|X| + 1e-7) -> 257 x 188; 3 frames at 1 fps.
+* `tcmax` -- the TCMax release: 22.05 kHz, repeated to >= 10 s, one 5 s crop (seeded here,
+  unseeded there), STFT 256/128 -> 129 x 862; 3 frames at 1 fps.
 """
 
 from __future__ import annotations

@@ -1,10 +1,12 @@
 """Two-modality toy classification with known ground truth ("audio" fast, "visual" slow).
 
 Label y = 2 b1 + b2 (4 classes) from two fair bits:
-  * b1, the shared part: audio shows it linearly (x_a[0] = +-m_a + noise, learned fast);
-    visual hides it in an XOR of two coordinates (sign(x_v[0] x_v[1]) = +-1, needs non-linear features).
-  * b2, the interaction part: b2 = c_a XOR c_v where audio shows bit c_a and visual bit c_v; each
-    modality alone says nothing about b2, only the pair does.
+
+* b1, the shared part: audio shows it linearly (x_a[0] = +-m_a + noise, learned fast);
+  visual hides it in an XOR of two coordinates (sign(x_v[0] x_v[1]) = +-1, needs non-linear features).
+* b2, the interaction part: b2 = c_a XOR c_v where audio shows bit c_a and visual bit c_v; each
+  modality alone says nothing about b2, only the pair does.
+
 Every modality also carries `n_noise` pure-noise coordinates. All noise is N(0, 1).
 The Bayes-optimal posterior is exact (below), so Bayes accuracies are closed form or Monte Carlo.
 """
