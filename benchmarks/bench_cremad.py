@@ -22,8 +22,8 @@ import torch.nn.functional as F
 
 from tcmax_lib.data import cremad as cd
 from tcmax_lib.data import cremad_cache as cc
+from tcmax_lib.hardware import device_name
 from tcmax_lib.resnet import resnet_pair_model
-from tcmax_lib.runtime import device_name
 from tcmax_lib.train import autocast
 
 

@@ -21,8 +21,8 @@ import time
 import torch
 
 from tcmax_lib import losses
+from tcmax_lib.hardware import device_name
 from tcmax_lib.models import FiLMHead
-from tcmax_lib.runtime import device_name
 
 
 def materialised(logits: list[torch.Tensor], y: torch.Tensor) -> torch.Tensor:

@@ -27,9 +27,10 @@ import torch
 from tcmax_lib.data import avdigits as av
 from tcmax_lib.data.toy import ToyConfig, make_toy_splits
 from tcmax_lib.experiments import native_head
+from tcmax_lib.hardware import device_name
 from tcmax_lib.methods import METHODS, make_method
 from tcmax_lib.models import cnn_pair_model, mlp_pair_model
-from tcmax_lib.runtime import device_name, pick_precision
+from tcmax_lib.runtime import pick_precision
 from tcmax_lib.train import TrainConfig, fit, trainer_precision
 
 

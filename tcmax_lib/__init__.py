@@ -36,7 +36,7 @@ _LAZY = {
 }
 _SUBMODULES = {"cli", "data", "diagnostics", "estimation", "estimators", "experiments", "ground_truth", "layers",
                "losses", "methods", "models", "notebook", "plotting", "resnet", "results", "runtime", "series", "train",
-               "critic_families", "book", "precision_check"}
+               "critic_families", "book", "precision_check", "hardware"}
 
 __all__ = ["__version__", *sorted(_LAZY)]
 

@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import hardware
+
 # spellings accepted for FAST (the value answers "is this FAST mode?"); anything else is an error
 _TRUE = {"1", "true", "yes", "on", "fast"}
 _FALSE = {"0", "false", "no", "off", "full"}
@@ -103,7 +105,7 @@ def pick_device(pref: str = "auto", verbose: bool = True, precision: str | None 
         if device.type == "mps" and not (mps is not None and mps.is_available()):
             raise RuntimeError(f"DEVICE={pref!r} asked for Apple MPS, which this machine or torch build does not "
                                "have; use 'auto' or 'cpu'.")
-    STATE.device = device_name(device)
+    STATE.device = hardware.device_name(device)
     prec = pick_precision(device, precision)                          # validates before storing
     STATE.precision_pref, STATE.precision = precision, str(prec)      # the notebook's policy, for its records
     if verbose:
@@ -112,22 +114,6 @@ def pick_device(pref: str = "auto", verbose: bool = True, precision: str | None 
 
 
 _PRECISIONS = ("auto", "fp32", "bf16")
-
-
-def cpu_bf16_support() -> str | None:
-    """Name of this CPU's native bf16 matmul instructions ('AMX-BF16', 'AVX512-BF16') as torch detects them, else None.
-
-    Asks torch's own CPU-feature detection (cpuinfo), never the model name, and requires oneDNN (mkldnn),
-    the library that runs bf16 matmuls and convolutions on CPU. Introduced in notebook 01.
-    """
-    cpu = getattr(torch, "cpu", None)
-    if cpu is None or not torch.backends.mkldnn.is_available():
-        return None
-    amx = getattr(cpu, "_is_amx_tile_supported", None)
-    avx = getattr(cpu, "_is_avx512_bf16_supported", None)
-    if avx is not None and avx():
-        return "AMX-BF16" if amx is not None and amx() else "AVX512-BF16"
-    return None
 
 
 @dataclass(frozen=True)
@@ -171,7 +157,7 @@ def pick_precision(device: str | torch.device = "cpu", pref: str | None = None) 
     """Choose bf16 autocast or fp32 for `device`: `pref` ('auto'/'fp32'/'bf16'), else the notebook's PRECISION
     parameter (given to `pick_device`), else env TCMAX_PRECISION, else auto.
 
-    auto = bf16 on CUDA GPUs that support it and on CPUs with native bf16 matmuls (`cpu_bf16_support`),
+    auto = bf16 on CUDA GPUs that support it and on CPUs with native bf16 matmuls (`hardware.cpu_bf16_support`),
     fp32 elsewhere (MPS, older CPUs). Introduced in notebook 01.
     """
     device = torch.device(device)
@@ -186,7 +172,7 @@ def pick_precision(device: str | torch.device = "cpu", pref: str | None = None) 
     if device.type == "cuda":
         native = "bf16 tensor cores" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else None
     elif device.type == "cpu":
-        native = cpu_bf16_support()
+        native = hardware.cpu_bf16_support()
     else:
         native = None
         if pref == "bf16":
@@ -203,29 +189,6 @@ def pick_precision(device: str | torch.device = "cpu", pref: str | None = None) 
     else:
         choice = Precision(device.type, False, f"auto: no native bf16 on {device.type}")
     return choice
-
-
-def device_name(device: str | torch.device) -> str:
-    """Human-readable name of a device for reports: the GPU model, or the CPU thread count (notebook 00)."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    if device.type == "cpu":
-        return f"CPU {_cpu_model()}, {torch.get_num_threads()} threads"
-    return device.type.upper()
-
-
-def _cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (Linux) or platform, '' when unknown."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor()
 
 
 def seed_everything(seed: int) -> torch.Generator:

@@ -22,10 +22,16 @@ def _run(*args: str, timeout: int = 300) -> str:
     return res.stdout
 
 
+KIND = re.compile(r"device: CPU .*\((AMX-BF16|AVX512-BF16, no AMX|no native bf16)\)")
+
+
 def test_bench_estimators_tiny():
-    out = _run("benchmarks/bench_estimators.py", "--device", "cpu", "--steps", "3", "--rounds", "1", "--hidden", "16")
+    out = _run("benchmarks/bench_estimators.py", "--device", "cpu", "--steps", "3", "--rounds", "1", "--hidden", "16",
+               "--no-compile")                     # compilation is tested in test_estimators.py
+    assert KIND.search(out.splitlines()[0]), out.splitlines()[0]          # the header names the CPU's bf16 kind
     for row in ("plain fp32 loop", "project loop, fp32", "project loop, bf16", "project batched (vmap), bf16"):
         assert row in out, row
+    assert "compiled" not in out
     assert re.fullmatch(r"staircase-4 speedup vs plain fp32 loop: \d+\.\d\dx", out.strip().splitlines()[-1])
 
 
@@ -33,6 +39,7 @@ def test_bench_tcmax_loss_tiny():
     out = _run("benchmarks/bench_tcmax_loss.py", "--device", "cpu", "--batch-sizes", "8", "--classes", "3",
                "--reps", "1", "--pairwise-batch", "8")
     assert "materialised ms" in out
+    assert KIND.search(out), out[:300]
 
 
 @pytest.mark.skipif(not MIRROR, reason="needs TCMAX_DATA_MIRROR with the offline CREMA-D clips and FSDD/MNIST")
@@ -40,12 +47,14 @@ def test_bench_cremad_tiny():
     out = _run("benchmarks/bench_cremad.py", "--device", "cpu", "--batch-size", "2", "--frame-size", "32",
                "--steps", "1", "--workers", "0")
     assert "samples/s" in out
+    assert KIND.search(out), out[:300]
 
 
 @pytest.mark.skipif(not MIRROR, reason="needs TCMAX_DATA_MIRROR with FSDD and MNIST")
 def test_bench_train_tiny():
     out = _run("benchmarks/bench_train.py", "--device", "cpu", "--epochs", "1", "--skip-preprocessing",
                "--max-train", "128", "--rounds", "1")
+    assert KIND.search(out), out[:300]
     for row in ("fp32, NCHW (before)", "fp32, channels_last", "bf16 (forced)", "auto"):
         assert f"AV digits (CNN)  joint   {row}" in out, row
     assert re.search(r"toy \(MLP\) +joint +auto +fp32", out)          # auto keeps the small MLPs in fp32 on CPU

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import tcmax_lib as tl
-from tcmax_lib import plotting, runtime
+from tcmax_lib import hardware, plotting, runtime
 
 
 @pytest.mark.parametrize("value,expected", [(True, True), (False, False), ("1", True), ("true", True),
@@ -98,10 +98,10 @@ def test_precision_explicit_and_env(monkeypatch):
 
 def test_precision_auto_follows_cpu_detection(monkeypatch):
     monkeypatch.delenv("TCMAX_PRECISION", raising=False)
-    monkeypatch.setattr(runtime, "cpu_bf16_support", lambda: "AMX-BF16")
+    monkeypatch.setattr(hardware, "cpu_bf16_support", lambda: "AMX-BF16")
     p = runtime.pick_precision("cpu")
     assert p.bf16 and "AMX-BF16" in str(p)
-    monkeypatch.setattr(runtime, "cpu_bf16_support", lambda: None)
+    monkeypatch.setattr(hardware, "cpu_bf16_support", lambda: None)
     assert runtime.pick_precision("cpu").name == "fp32"
     forced = runtime.pick_precision("cpu", "bf16")
     assert forced.bf16 and "emulated" in forced.reason                   # allowed, but the report says it is slow
@@ -116,7 +116,7 @@ def test_cpu_bf16_detection_matches_cpuinfo():
                 break
     except OSError:
         pytest.skip("no /proc/cpuinfo on this system")
-    found = runtime.cpu_bf16_support()
+    found = hardware.cpu_bf16_support()
     assert (found is not None) == ("avx512_bf16" in flags and torch.backends.mkldnn.is_available())
     if found == "AMX-BF16":
         assert "amx_tile" in flags
@@ -148,7 +148,7 @@ def test_precision_autocast_runs_matmuls_in_bf16_only_when_on():
 def test_auto_estimator_precision_is_bf16_for_concat_critics_only(monkeypatch):
     from tcmax_lib import estimation as E
 
-    monkeypatch.setattr(runtime, "cpu_bf16_support", lambda: "AMX-BF16")
+    monkeypatch.setattr(hardware, "cpu_bf16_support", lambda: "AMX-BF16")
     auto = runtime.pick_precision("cpu", "auto")
     assert auto.unless_small(True).bf16 and not auto.unless_small(False).bf16
     assert runtime.pick_precision("cpu", "bf16").unless_small(False).bf16          # explicit bf16 is honoured
@@ -174,3 +174,22 @@ def test_notebook_precision_parameter_becomes_the_default(monkeypatch):
     assert runtime.pick_precision("cpu").name == "fp32"                 # the trainer's call, no argument
     runtime.pick_device("cpu", verbose=False)                           # PRECISION = None: the environment again
     assert runtime.pick_precision("cpu").name == "bf16"
+
+
+def test_cpu_kind_is_named_in_device_names_and_run_records(monkeypatch):
+    """Speed figures name the CPU's bf16 kind: the device name, results/ meta and the README's label."""
+    from tcmax_lib import results
+
+    for native, kind in [("AMX-BF16", "AMX-BF16"), ("AVX512-BF16", "AVX512-BF16, no AMX"), (None, "no native bf16")]:
+        monkeypatch.setattr(hardware, "cpu_bf16_support", lambda n=native: n)
+        assert hardware.cpu_kind() == kind
+        name = hardware.device_name("cpu")
+        assert f"({kind})" in name and name.startswith("CPU ")
+        meta = results.run_meta(1.0, name, "2.x", "FULL")
+        assert meta["cpu_bf16"] == kind and results.device_label(meta) == name
+    old = {"device": "CPU Intel(R) Xeon(R) Processor, 2 threads"}           # recorded before cpu_bf16 existed
+    assert results.device_label(old) == "CPU Intel(R) Xeon(R) Processor (bf16 kind not recorded), 2 threads"
+    old["precision"] = "bf16 (auto: AMX-BF16; small models stay fp32 (unless_small))"
+    assert results.device_label(old) == "CPU Intel(R) Xeon(R) Processor (AMX-BF16), 2 threads"
+    assert results.device_label({"device": "NVIDIA H200"}) == "NVIDIA H200"
+    assert "cpu_bf16" not in results.run_meta(1.0, "NVIDIA H200", "2.x", "FULL")

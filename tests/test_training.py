@@ -198,17 +198,17 @@ def test_fit_rejects_unknown_precision_before_training(monkeypatch):
 def test_auto_precision_keeps_small_mlps_in_fp32_on_cpu(monkeypatch):
     """bench_train measured bf16 slower for the toy MLPs on CPU: `auto` keeps them fp32, `bf16` is honoured;
     on CUDA `auto` stays bf16 (no such measurement there)."""
-    from tcmax_lib import runtime
+    from tcmax_lib import hardware, runtime
     from tcmax_lib.train import trainer_precision
 
-    monkeypatch.setattr(runtime, "cpu_bf16_support", lambda: "AMX-BF16")
+    monkeypatch.setattr(hardware, "cpu_bf16_support", lambda: "AMX-BF16")
     monkeypatch.delenv("TCMAX_PRECISION", raising=False)
     monkeypatch.setattr(runtime.STATE, "precision_pref", None)
     mlp = models.mlp_pair_model((4, 5), 3)
     assert trainer_precision(mlp, TrainConfig()).name == "fp32"
     assert trainer_precision(mlp, TrainConfig(precision="bf16")).name == "bf16"
     assert trainer_precision(_cnn_model(), TrainConfig()).name == "bf16"
-    monkeypatch.setattr(runtime, "cpu_bf16_support", lambda: None)
+    monkeypatch.setattr(hardware, "cpu_bf16_support", lambda: None)
     assert trainer_precision(_cnn_model(), TrainConfig()).name == "fp32"
     cuda = runtime.Precision("cuda", True, "auto: bf16 tensor cores")
     assert cuda.unless_small(False) is cuda
