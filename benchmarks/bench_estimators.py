@@ -7,8 +7,10 @@ the median over rounds is reported), all with the concat critic of notebook 01 (
 
   plain fp32 loop   the public reference's structure, written out below: one critic per estimator
                     evaluated on the tiled [K*K, 2d] pair tensor, one optimiser and one step each
-  project loop      `estimation.train_estimators(batched=False)`: split first layer, one backward for all
-  project batched   `estimation.train_estimators(batched=True)`: the four critics stacked and vmapped
+  project loop      `info.training.train_estimators(batched=False)`: split first layer, one backward for all
+  project batched   `info.training.train_estimators(batched=True)`: the four critics stacked and vmapped
+  project compiled  `info.training.train_estimators(compile=True)`: each critic through torch.compile
+                    (compile time reported on its own line; a failed compile falls back to eager)
 
 each in fp32 and in bf16 autocast (`runtime.pick_precision`). A "step" trains all four estimators
 on one batch. The last line is the speedup of the configuration the notebooks use on this device
@@ -24,10 +26,11 @@ import time
 import torch
 from torch import nn
 
-from tcmax_lib import estimation as E
-from tcmax_lib import estimators as est
-from tcmax_lib.ground_truth import rho_for_mi, sample_correlated_gaussian
-from tcmax_lib.runtime import device_name, pick_precision, seeded
+from tcmax_lib.hardware import device_name
+from tcmax_lib.info import bounds
+from tcmax_lib.info import training as E
+from tcmax_lib.info.closed_forms import rho_for_mi, sample_correlated_gaussian
+from tcmax_lib.runtime import pick_precision, seeded
 
 BOUNDS = ["mine", "nwj", "infonce", "smile"]
 DIM, BATCH, LR = 20, 64, 5e-4
@@ -49,8 +52,8 @@ class TiledConcatCritic(nn.Module):
 
 def plain_loop(hidden: int, steps: int, device: str) -> float:
     """Four separate fp32 loops (critic, optimiser, bound each), as in the reference; all-four steps/s."""
-    mine = est.MINE(0.01)
-    bound = {"mine": mine, "nwj": est.nwj_bound, "infonce": est.infonce_bound, "smile": est.smile_bound}
+    mine = bounds.MINE(0.01)
+    bound = {"mine": mine, "nwj": bounds.nwj_bound, "infonce": bounds.infonce_bound, "smile": bounds.smile_bound}
     rho = rho_for_mi(2.0, DIM)
     seconds = 0.0
     for i, name in enumerate(BOUNDS):
@@ -72,9 +75,20 @@ def plain_loop(hidden: int, steps: int, device: str) -> float:
     return steps / seconds
 
 
-def project_loop(hidden: int, steps: int, device: str, precision: str | None, batched: bool | None) -> float:
-    """The library's training loop (`train_estimators`) on the four estimators; steps/s."""
+COMPILE_S: dict[str, list[float]] = {}          # compile seconds of the compiled configurations, per round
+
+
+def project_loop(hidden: int, steps: int, device: str, precision: str | None, batched: bool | None,
+                 compile: bool = False) -> float:
+    """The library's training loop (`train_estimators`) on the four estimators; steps/s (compilation excluded)."""
     specs = E.make_estimators(BOUNDS, critic="concat", dim=DIM, hidden=hidden)
+    if compile:                                   # compile once, on the warm-up run; time the compiled critics after
+        torch._dynamo.reset()
+        warm = E.train_estimators(specs, E.mi_staircase([2.0], 3), dim=DIM, batch_size=BATCH, lr=LR, device=device,
+                                  precision=precision, batched=False, progress=False, compile=True)
+        COMPILE_S.setdefault(str(precision), []).append(warm.attrs["compile_s"])
+        for s in specs:
+            s.critic = torch.compile(s.critic, dynamic=False)       # the cached graphs of the warm-up
     kw = dict(dim=DIM, batch_size=BATCH, lr=LR, device=device, precision=precision, batched=batched, progress=False)
     E.train_estimators(specs, E.mi_staircase([2.0], 3), **kw)              # warm-up
     _sync(device)
@@ -95,6 +109,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=60, help="timed steps per configuration and round")
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds; the median is reported")
     ap.add_argument("--hidden", type=int, default=256, help="critic width (FULL: 256)")
+    ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile configurations")
     args = ap.parse_args()
     auto = pick_precision(args.device, "auto")
     print(f"# MI staircase speed, 4 estimators ({', '.join(BOUNDS)}), concat critic 2x{args.hidden}, batch {BATCH}, "
@@ -105,6 +120,9 @@ def main() -> None:
             lambda p=prec: project_loop(args.hidden, args.steps, args.device, p, False))
         configs[f"project batched (vmap), {prec}"] = (
             lambda p=prec: project_loop(args.hidden, args.steps, args.device, p, True))
+        if not args.no_compile:
+            configs[f"project compiled, {prec}"] = (
+                lambda p=prec: project_loop(args.hidden, args.steps, args.device, p, False, compile=True))
     runs: dict[str, list[float]] = {k: [] for k in configs}
     for _ in range(args.rounds):
         for name, fn in configs.items():
@@ -114,6 +132,9 @@ def main() -> None:
     for name, values in runs.items():
         sps = statistics.median(values)
         print(f"{name:40s} {sps:8.1f} {sps / base:7.2f}x {20_000 / sps:17.0f} s")
+    for prec, seconds in COMPILE_S.items():
+        print(f"torch.compile time, {prec} (4 critics, forward+backward, median of {len(seconds)}): "
+              f"{statistics.median(seconds):.1f} s")
     used = f"project {'batched (vmap)' if E.batched_default(args.device) else 'loop'}, {auto.name}"
     print(f"notebook default on this device: {used}")
     print(f"staircase-4 speedup vs plain fp32 loop: {statistics.median(runs[used]) / base:.2f}x")

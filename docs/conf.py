@@ -1,4 +1,4 @@
-"""Sphinx configuration of the series' HTML book (`make site`; staged by tcmax_lib.book.stage_site).
+"""Sphinx configuration of the series' HTML book (`make site`; staged by tcmax_lib.course.book.stage_site).
 
 Offline by design: the theme's assets ship with its PyPI package, MathJax 3 is copied into _static/
 from the PyPI package django-static-mathjax (no CDN, no npm), and notebooks are rendered from their executed

@@ -6,9 +6,11 @@ Typical notebook use::
     tl.setup_notebook("01_mutual_information_and_mine", seed=0)
     FAST = tl.resolve_fast(None)
 
-Library use: ``from tcmax_lib.losses import tcmax_loss``. Importing the package is light: the
-names below are resolved on first use (PEP 562), so ``import tcmax_lib.losses`` pulls in neither
-matplotlib nor pandas.
+Library use: ``from tcmax_lib.losses import tcmax_loss``. The package mirrors the course: `info` holds
+chapters 01-02 (closed forms, bounds, critics, estimator training), `methods` one file per training
+method (chapters 03, 04, 07), `course` the machinery that runs and publishes the series (not taught by
+it). Importing the package is light: the names below are resolved on first use (PEP 562), so
+``import tcmax_lib.losses`` pulls in neither matplotlib nor pandas.
 """
 
 from __future__ import annotations
@@ -23,9 +25,9 @@ _LAZY = {
     "COLORS": "plotting",
     "savefig": "plotting",
     "set_style": "plotting",
-    "setup_notebook": "notebook",
+    "setup_notebook": "course.notebook",
     "load_metrics": "runtime",
-    "load_results": "results",
+    "load_results": "course.results",
     "pick_device": "runtime",
     "pick_precision": "runtime",
     "record": "runtime",
@@ -34,9 +36,8 @@ _LAZY = {
     "seed_everything": "runtime",
     "seeded": "runtime",
 }
-_SUBMODULES = {"cli", "data", "diagnostics", "estimation", "estimators", "experiments", "ground_truth", "layers",
-               "losses", "methods", "models", "notebook", "plotting", "resnet", "results", "runtime", "series", "train",
-               "critic_families", "book", "precision_check", "hardware"}
+_SUBMODULES = {"course", "data", "diagnostics", "distributed", "experiments", "hardware", "info", "layers", "losses",
+               "methods", "models", "plotting", "resnet", "runtime", "train"}
 
 __all__ = ["__version__", *sorted(_LAZY)]
 

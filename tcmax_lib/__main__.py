@@ -1,5 +1,5 @@
 """`python -m tcmax_lib ...` runs the `tcmax` command line (see `cli`)."""
 
-from .cli import main
+from .course.cli import main
 
 main()

@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data.splits import Split
-from .method_base import Method, ogm_ratio
-from .models import MultimodalClassifier
+from .methods.base import Method, ogm_ratio
+from .models import MultimodalClassifier, encode
 from .runtime import seeded
 
 __all__ = ["confusion_matrix", "encode", "entropy_ratio", "js_divergence", "linear_probe", "ogm_ratio",
@@ -23,17 +23,6 @@ __all__ = ["confusion_matrix", "encode", "entropy_ratio", "js_divergence", "line
 
 
 @torch.no_grad()
-def encode(model: MultimodalClassifier, xs: Sequence[torch.Tensor], batch_size: int = 512) -> list[torch.Tensor]:
-    """Frozen features of every modality: M x [N, d_m] (notebook 03)."""
-    model.eval()
-    device = next(model.parameters()).device
-    feats = [[] for _ in xs]
-    for start in range(0, xs[0].shape[0], batch_size):
-        for m, (enc, x) in enumerate(zip(model.encoders, xs)):
-            feats[m].append(enc(x[start:start + batch_size].to(device)).float())
-    return [torch.cat(f) for f in feats]
-
-
 def linear_probe(train_feats: torch.Tensor, train_y: torch.Tensor, test_feats: torch.Tensor,
                  test_y: torch.Tensor, num_classes: int, steps: int = 300, weight_decay: float = 1e-4,
                  seed: int = 0) -> float:

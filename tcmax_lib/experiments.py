@@ -19,9 +19,10 @@ import torch
 from scipy import stats
 
 from .data.splits import Splits
-from .diagnostics import encode, linear_probe, report
-from .methods import Method, make_method
-from .models import MultimodalClassifier
+from .diagnostics import linear_probe, report
+from .methods import make_method
+from .methods.base import Method
+from .models import MultimodalClassifier, encode
 from .train import TrainConfig, fit
 
 ModelFn = Callable[[int], MultimodalClassifier]          # seed -> freshly initialised model

@@ -228,3 +228,14 @@ def cnn_pair_model(num_classes: int = 10, head: str = "concat", width: int = 16,
     """Two small CNNs (spectrogram, image) + a fusion head, initialised under `seed` (AV digits; notebook 05)."""
     with seeded(seed):
         return make_model([SmallCNN(1, width, feat), SmallCNN(1, width, feat)], head, num_classes)
+
+
+def encode(model: MultimodalClassifier, xs: Sequence[torch.Tensor], batch_size: int = 512) -> list[torch.Tensor]:
+    """Frozen features of every modality: M x [N, d_m] (notebook 03)."""
+    model.eval()
+    device = next(model.parameters()).device
+    feats = [[] for _ in xs]
+    for start in range(0, xs[0].shape[0], batch_size):
+        for m, (enc, x) in enumerate(zip(model.encoders, xs)):
+            feats[m].append(enc(x[start:start + batch_size].to(device)).float())
+    return [torch.cat(f) for f in feats]

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from . import distributed
 from .data.splits import Split
-from .methods import Method
+from .methods.base import Method
 from .models import MultimodalClassifier
 from .runtime import Precision, pick_precision, seeded
 

@@ -8,9 +8,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tcmax_lib import baselines, diagnostics, models
+from tcmax_lib import diagnostics, models
 from tcmax_lib.data.splits import Split
+from tcmax_lib.methods import agm as agm_m
 from tcmax_lib.methods import make_method
+from tcmax_lib.methods import mla as mla_m
+from tcmax_lib.methods import mmpareto as mmpareto_m
+from tcmax_lib.methods import pmr as pmr_m
 from tcmax_lib.train import TrainConfig, fit
 
 
@@ -32,7 +36,7 @@ def test_agm_shapley_responses_of_a_linear_head_are_its_slices_without_bias():
     model = _model()
     xa, xv, _ = _batch()
     out = model(xa, xv)
-    r_a, r_v = baselines.shapley_responses(model.head, out.feats)
+    r_a, r_v = agm_m.shapley_responses(model.head, out.feats)
     w_a, w_v = model.head.fc.weight.split([6, 6], dim=1)
     torch.testing.assert_close(r_a, out.feats[0] @ w_a.T)
     torch.testing.assert_close(r_v, out.feats[1] @ w_v.T)
@@ -42,7 +46,7 @@ def test_agm_shapley_responses_sum_to_the_gain_over_the_empty_input():
     model = _model("gated")
     xa, xv, _ = _batch()
     out = model(xa, xv)
-    r_a, r_v = baselines.shapley_responses(model.head, out.feats)
+    r_a, r_v = agm_m.shapley_responses(model.head, out.feats)
     empty = model.head(torch.zeros_like(out.feats[0]), torch.zeros_like(out.feats[1]))
     torch.testing.assert_close(r_a + r_v, out.logits - empty)
 
@@ -50,14 +54,14 @@ def test_agm_shapley_responses_sum_to_the_gain_over_the_empty_input():
 def test_agm_scales_each_encoder_by_exp_alpha_times_ratio_gap_and_keeps_a_running_mean():
     model = _model()
     xa, xv, y = _batch()
-    agm = baselines.AGM(alpha=0.7, end=3)
+    agm = agm_m.AGM(alpha=0.7, end=3)
     out = model(xa, xv)
     loss, _ = agm.loss(model, out, y)
     loss.backward()
     raw = [[p.grad.clone() for p in enc.parameters()] for enc in model.encoders]
     head_grad = model.head.fc.weight.grad.clone()
     logs = agm.after_backward(model, out, y, epoch=0)
-    resp = baselines.shapley_responses(model.head, [f.detach() for f in out.feats])
+    resp = agm_m.shapley_responses(model.head, [f.detach() for f in out.feats])
     scores = [float(-F.log_softmax(r, 1)[torch.arange(len(y)), y].mean().detach()) for r in resp]
     ratio_a = math.exp(scores[1] - scores[0])
     # first step: the running scores start at 0, so the reference ratio is 1
@@ -92,7 +96,7 @@ class _Recorder(torch.optim.SGD):
 def _mla_step(projection, steps=1):
     model = _model("shared")
     xa, xv, y = _batch()
-    mla = baselines.MLA(projection=projection)
+    mla = mla_m.MLA(projection=projection)
     opt = _Recorder(model)
     for s in range(steps):
         mla.step(model, [xa, xv], y, opt, lambda loss, after: None, epoch=0, step=s, steps_per_epoch=4)
@@ -110,14 +114,14 @@ def test_mla_projects_the_head_gradient_with_owm_after_the_first_update():
     _, proj, _ = _mla_step(projection=True)
     torch.testing.assert_close(proj[0][1], raw[0][1])                    # the very first update is not projected
     with torch.no_grad():
-        p = baselines.owm_update(torch.eye(6), model0.encoders[1](xv), 0.1 ** (1 + 0 / 4))
+        p = mla_m.owm_update(torch.eye(6), model0.encoders[1](xv), 0.1 ** (1 + 0 / 4))
     torch.testing.assert_close(proj[1][1], raw[1][1] @ p.T)
 
 
 def test_owm_update_removes_the_batch_feature_direction():
     r = torch.tensor([[3.0, 4.0, 0.0]])
     alpha = 0.1
-    p = baselines.owm_update(torch.eye(3), r, alpha)
+    p = mla_m.owm_update(torch.eye(3), r, alpha)
     unnormalised = torch.eye(3) - r.T @ r / (alpha + float(r @ r.T))
     torch.testing.assert_close(p, unnormalised / unnormalised.norm())
     # P r = r * alpha / (alpha + |r|^2): the update barely moves outputs on the previous features
@@ -128,11 +132,11 @@ def test_mla_needs_a_shared_head_and_predicts_with_entropy_weights():
     model = _model("concat")
     xa, xv, y = _batch()
     with pytest.raises(ValueError, match="head='shared'"):
-        baselines.MLA().loss(model, model(xa, xv), y)
+        mla_m.MLA().loss(model, model(xa, xv), y)
     confident, unsure = torch.tensor([[4.0, 0.0, 0.0]]), torch.tensor([[0.1, 0.0, 0.2]])
     h = [float(diagnostics.prediction_entropy(lg)) for lg in (confident, unsure)]
     w = torch.softmax(-torch.tensor(h), 0)
-    torch.testing.assert_close(baselines.mla_fusion([confident, unsure]), w[0] * confident + w[1] * unsure)
+    torch.testing.assert_close(mla_m.mla_fusion([confident, unsure]), w[0] * confident + w[1] * unsure)
 
 
 # ----------------------------------------------------------------------------- MMPareto
@@ -141,7 +145,7 @@ def test_pareto_weights_never_conflict_with_either_task():
     conflicts = 0
     for _ in range(200):
         g1, g2 = torch.randn(50, generator=g, dtype=torch.float64), torch.randn(50, generator=g, dtype=torch.float64)
-        k1, k2, cos = baselines.pareto_weights(g1, g2)
+        k1, k2, cos = mmpareto_m.pareto_weights(g1, g2)
         d = k1 * g1 + k2 * g2
         assert k1 + k2 == pytest.approx(1.0) and 0 <= k1 <= 1
         assert float(d @ g1) >= -1e-9 and float(d @ g2) >= -1e-9
@@ -157,7 +161,7 @@ def test_mmpareto_gradient_is_the_rescaled_pareto_combination():
     model = _model("concat_msh")
     xa, xv, y = _batch()
     ref = copy.deepcopy(model)
-    method = baselines.MMPareto()
+    method = mmpareto_m.MMPareto()
     out = model(xa, xv)
     loss, logs = method.loss(model, out, y)
     loss.backward()
@@ -171,7 +175,8 @@ def test_mmpareto_gradient_is_the_rescaled_pareto_combination():
         gm = torch.autograd.grad(l_mm, ps, retain_graph=True)
         gu = torch.autograd.grad(l_uni[m], ps, retain_graph=True)
         gs = torch.autograd.grad(l_mm + sum(l_uni), ps, retain_graph=True)
-        k1, k2, _ = baselines.pareto_weights(torch.cat([g.flatten() for g in gm]), torch.cat([g.flatten() for g in gu]))
+        flat_mm, flat_uni = torch.cat([g.flatten() for g in gm]), torch.cat([g.flatten() for g in gu])
+        k1, k2, _ = mmpareto_m.pareto_weights(flat_mm, flat_uni)
         for p, a, b, s in zip(model.encoders[m].parameters(), gm, gu, gs):
             new = 2 * (k1 * a + k2 * b)
             scale = max(float(s.norm() / new.norm()), 1.0)
@@ -187,7 +192,7 @@ def test_pmr_prototypes_are_class_means_and_the_weaker_modality_gets_the_prototy
     model = _model()
     xa, xv, y = _batch(n=30)
     train = Split((xa, xv), y)
-    pmr = baselines.PMR(alpha=2.0, fraction=1.0)
+    pmr = pmr_m.PMR(alpha=2.0, fraction=1.0)
     pmr.on_epoch_start(model, train, epoch=0)
     model.eval()
     with torch.no_grad():
@@ -214,7 +219,7 @@ def test_pmr_refuses_a_split_without_some_class():
     xa, xv, y = _batch()
     y = y.clamp(max=1)                                                  # class 2 never appears
     with pytest.raises(ValueError, match="no training sample"):
-        baselines.PMR(fraction=1.0).on_epoch_start(model, Split((xa, xv), y), epoch=0)
+        pmr_m.PMR(fraction=1.0).on_epoch_start(model, Split((xa, xv), y), epoch=0)
 
 
 # ----------------------------------------------------------------------------- every method trains

@@ -1,5 +1,5 @@
 """The series reads without running it: Colab badges, committed FULL figures in the notebooks, exercises with
-worked solutions, and the link rewriting of the HTML site (tcmax_lib.book; the browser checks are test_site.py)."""
+worked solutions, and the link rewriting of the HTML site (tcmax_lib.course.book; browser checks: test_site.py)."""
 
 import json
 import re
@@ -8,7 +8,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tcmax_lib import book, series
+from tcmax_lib.course import book, results, series
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = series.notebooks()
@@ -60,7 +60,7 @@ def test_every_committed_figure_is_shown_in_its_notebook_with_its_run():
         assert len(cells) == 1, png.name
         meta_path = ROOT / "results" / f"{[p.stem for p in NOTEBOOKS if p.stem.startswith(png.name[:2])][0]}.json"
         meta = json.loads(meta_path.read_text())["meta"]
-        assert f"FULL run on {meta['device']}" in cells[0].source and meta["commit"] in cells[0].source
+        assert f"FULL run on {results.device_label(meta)}" in cells[0].source and meta["commit"] in cells[0].source
         # right before the code cell that draws it (after the other figures that cell draws)
         i = nb.cells.index(cells[0]) + 1
         while nb.cells[i].source.startswith("<!-- committed-figure:"):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from tcmax_lib import cli
+from tcmax_lib.course import cli
 from tcmax_lib.data import cremad as cd
 from tcmax_lib.data import cremad_cache as cc
 from tcmax_lib.data import download as dl

@@ -4,8 +4,8 @@ critics TC(a, v, y). Checked on random discrete tables against closed forms."""
 import pytest
 import torch
 
-from tcmax_lib import critic_families as cf
-from tcmax_lib import ground_truth as gt
+from tcmax_lib.info import closed_forms as gt
+from tcmax_lib.info import critic_families as cf
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

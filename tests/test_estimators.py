@@ -4,19 +4,19 @@ import math
 import pytest
 import torch
 
-from tcmax_lib import estimation as E
-from tcmax_lib import estimators as est
-from tcmax_lib import ground_truth as gt
-from tcmax_lib import precision_check as PC
+from tcmax_lib.info import bounds, critics
+from tcmax_lib.info import closed_forms as gt
+from tcmax_lib.info import precision_check as PC
+from tcmax_lib.info import training as E
 
 
 @pytest.mark.parametrize("scale", [1e4, -1e4])
 def test_bounds_finite_for_extreme_scores(scale):
     s = torch.randn(16, 16, generator=torch.Generator().manual_seed(0)) * scale
-    for name, fn in est.BOUNDS.items():
+    for name, fn in bounds.BOUNDS.items():
         assert torch.isfinite(fn(s)), name
     s = s.clone().requires_grad_(True)
-    value = est.MINE()(s)
+    value = bounds.MINE()(s)
     value.backward()
     assert torch.isfinite(value) and torch.isfinite(s.grad).all()
 
@@ -25,16 +25,16 @@ def test_naive_partition_overflows_where_logspace_does_not():
     s = torch.full((8, 8), 100.0)
     naive = torch.log(torch.exp(s).mean())
     assert not torch.isfinite(naive)
-    assert est.logmeanexp_offdiag(s).item() == pytest.approx(100.0)
+    assert bounds.logmeanexp_offdiag(s).item() == pytest.approx(100.0)
 
 
 def test_dv_matches_brute_force():
     s = torch.randn(6, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     off = [s[i, j] for i in range(6) for j in range(6) if i != j]
     brute = s.diagonal().mean() - torch.log(torch.stack(off).exp().mean())
-    assert est.dv_bound(s).item() == pytest.approx(brute.item(), abs=1e-12)
+    assert bounds.dv_bound(s).item() == pytest.approx(brute.item(), abs=1e-12)
     rows = [s[i, i] - torch.log(s[i].exp().mean()) for i in range(6)]
-    assert est.infonce_bound(s).item() == pytest.approx(torch.stack(rows).mean().item(), abs=1e-12)
+    assert bounds.infonce_bound(s).item() == pytest.approx(torch.stack(rows).mean().item(), abs=1e-12)
 
 
 def _optimal(mi, k, n_batches, seed=0, dim=20):
@@ -44,9 +44,9 @@ def _optimal(mi, k, n_batches, seed=0, dim=20):
     for _ in range(n_batches):
         x, y = gt.sample_correlated_gaussian(k, dim, rho, generator=gen)
         s = gt.gaussian_log_ratio(x.double(), y.double(), rho)
-        out["infonce"].append(est.infonce_bound(s))
-        out["nwj"].append(est.nwj_bound(s + 1.0))  # NWJ's optimal critic is 1 + log ratio
-        out["dv"].append(est.dv_bound(s))
+        out["infonce"].append(bounds.infonce_bound(s))
+        out["nwj"].append(bounds.nwj_bound(s + 1.0))  # NWJ's optimal critic is 1 + log ratio
+        out["dv"].append(bounds.dv_bound(s))
     return {k_: torch.stack(v) for k_, v in out.items()}
 
 
@@ -74,7 +74,7 @@ def test_mine_gradient_is_ema_corrected():
     torch.manual_seed(0)
     theta = torch.tensor(0.7, requires_grad=True)
     base = torch.randn(5, 5)
-    mine = est.MINE(ema_rate=0.5)
+    mine = bounds.MINE(ema_rate=0.5)
     mine.log_ema = torch.tensor(0.3)  # pretend history
     s = theta * base
     value = mine(s)
@@ -85,7 +85,7 @@ def test_mine_gradient_is_ema_corrected():
     ema = 0.5 * math.exp(0.3) + 0.5 * batch_mean
     expected = base.diagonal().mean() - (base[off] * t.exp()).mean() / ema
     assert theta.grad.item() == pytest.approx(expected.item(), rel=1e-5)
-    assert value.item() == pytest.approx(est.dv_bound(s.detach()).item(), rel=1e-6)
+    assert value.item() == pytest.approx(bounds.dv_bound(s.detach()).item(), rel=1e-6)
 
 
 def test_trained_estimators_on_independent_data_give_zero():
@@ -106,7 +106,7 @@ def test_trained_estimators_on_two_nats():
 
 def test_pairwise_tc_critic_matches_loop():
     torch.manual_seed(0)
-    critic = est.PairwiseTCCritic([3, 4, 2], hidden=8, embed=5)
+    critic = critics.PairwiseTCCritic([3, 4, 2], hidden=8, embed=5)
     zs = [torch.randn(5, d) for d in (3, 4, 2)]
     full = critic(zs)
     outs = [net(z) for net, z in zip(critic.nets, zs)]
@@ -120,12 +120,12 @@ def test_pairwise_tc_critic_matches_loop():
 
 
 def test_distinct_mask_and_diagonal():
-    mask = est.distinct_index_mask(5, 3)
+    mask = bounds.distinct_index_mask(5, 3)
     assert mask.sum().item() == 5 * 4 * 3
     scores = torch.arange(125.0).view(5, 5, 5)
     diag_expected = torch.stack([scores[i, i, i] for i in range(5)])
     marg = scores[mask]
-    assert est.tcne_from_tensor(scores, mask).item() == pytest.approx(
+    assert bounds.tcne_from_tensor(scores, mask).item() == pytest.approx(
         (diag_expected.mean() - (torch.logsumexp(marg, 0) - math.log(marg.numel()))).item())
 
 
@@ -134,7 +134,7 @@ def _optimal_tcne(k, r=0.5, dim=4, seed=0):
     grids = torch.meshgrid(*[torch.arange(k)] * 3, indexing="ij")
     tuples = [z.double()[g.flatten()] for z, g in zip(zs, grids)]
     scores = gt.equicorrelated_log_ratio(tuples, r).view(k, k, k)
-    return est.tcne_from_tensor(scores).item()
+    return bounds.tcne_from_tensor(scores).item()
 
 
 def test_tcne_optimal_critic_approaches_truth():
@@ -147,7 +147,7 @@ def test_tcne_optimal_critic_approaches_truth():
 
 def test_tcne_independent_is_zero():
     zs = gt.sample_gaussian_modalities(48, 3, 4, 0.0, generator=torch.Generator().manual_seed(0))
-    critic = est.PairwiseTCCritic([4, 4, 4], hidden=32, embed=8)
+    critic = critics.PairwiseTCCritic([4, 4, 4], hidden=32, embed=8)
     h = E.train_tc_estimator(critic, [0.0] * 200, num_vars=3, dim=4, batch_size=48, lr=1e-3, progress=False)
     assert abs(h["estimate"].tail(50).mean()) < 0.1
     del zs
@@ -156,14 +156,14 @@ def test_tcne_independent_is_zero():
 def test_xor_tcne_sees_log2_pairwise_sees_nothing():
     p = gt.xor_table()
     gen = torch.Generator().manual_seed(0)
-    crit3, crit2 = est.TableCritic([2, 2, 2]), est.TableCritic([2, 2])
+    crit3, crit2 = critics.TableCritic([2, 2, 2]), critics.TableCritic([2, 2])
     opt = torch.optim.Adam([*crit3.parameters(), *crit2.parameters()], lr=0.05)
-    mask3 = est.distinct_index_mask(64, 3)
+    mask3 = bounds.distinct_index_mask(64, 3)
     vals3, vals2 = [], []
     for _ in range(300):
         x = gt.sample_table(p, 64, gen)
-        tc = est.tcne_from_tensor(crit3([x[:, 0], x[:, 1], x[:, 2]]), mask3)
-        mi = est.dv_bound(crit2([x[:, 0], x[:, 2]]))
+        tc = bounds.tcne_from_tensor(crit3([x[:, 0], x[:, 1], x[:, 2]]), mask3)
+        mi = bounds.dv_bound(crit2([x[:, 0], x[:, 2]]))
         opt.zero_grad()
         (-(tc + mi)).backward()
         opt.step()
@@ -232,3 +232,33 @@ def test_optimal_critic_table_ignores_autocast():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         under = E.optimal_critic_table([2.0, 8.0], [16], n_batches=5)
     assert plain.equals(under)
+
+
+def test_compiled_critic_equals_eager_run():
+    """`compile=True` (torch.compile of the critic) trains the same estimator as the eager loop (fp32)."""
+    true = E.mi_staircase([2.0], 20)
+    eager = E.make_estimators(["nwj"], critic="concat", hidden=16, seed=3)
+    ref = E.train_estimators(eager, true, progress=False, precision="fp32", batched=False, seed=5)
+    comp = E.make_estimators(["nwj"], critic="concat", hidden=16, seed=3)
+    hist = E.train_estimators(comp, true, progress=False, precision="fp32", batched=False, seed=5, compile=True)
+    assert hist.attrs["compile_s"] > 0
+    assert torch.allclose(torch.tensor(hist["estimate"].to_numpy()), torch.tensor(ref["estimate"].to_numpy()),
+                          atol=1e-4, rtol=0)
+
+
+def test_failed_compile_falls_back_to_eager_with_a_warning(monkeypatch):
+    """Where torch.compile fails (no compiler, an unsupported op) training goes on eagerly and says so."""
+    class Broken(torch.nn.Module):
+        def forward(self, *args):
+            raise RuntimeError("no C++ compiler found")
+
+    monkeypatch.setattr(torch, "compile", lambda module, **kw: Broken())
+    true = E.mi_staircase([2.0], 5)
+    ref = E.train_estimators(E.make_estimators(["nwj"], hidden=16, seed=3), true, progress=False, precision="fp32",
+                             batched=False, seed=5)
+    with pytest.warns(RuntimeWarning, match="torch.compile failed .*no C\\+\\+ compiler.*without compilation"):
+        hist = E.train_estimators(E.make_estimators(["nwj"], hidden=16, seed=3), true, progress=False,
+                                  precision="fp32", batched=False, seed=5, compile=True)
+    assert hist["estimate"].tolist() == ref["estimate"].tolist()
+    with pytest.raises(ValueError, match="batched=False"):
+        E.train_estimators(E.make_estimators(["nwj"], hidden=16), true, progress=False, batched=True, compile=True)

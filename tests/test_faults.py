@@ -18,12 +18,12 @@ import torch
 from http_files import FileHandler as Handler
 from http_files import serve
 
-from tcmax_lib import estimators as est
-from tcmax_lib import ground_truth as gt
 from tcmax_lib import losses, methods, models
 from tcmax_lib.data import download as dl
 from tcmax_lib.data import integrity
 from tcmax_lib.data.splits import Split
+from tcmax_lib.info import bounds
+from tcmax_lib.info import closed_forms as gt
 from tcmax_lib.runtime import pick_device
 from tcmax_lib.train import TrainConfig, TrainingDivergedError, fit
 
@@ -250,7 +250,7 @@ def test_empty_validation_split_is_refused():
 
 # ----------------------------------------------------------------------------- bounds, losses, inputs
 def test_one_nan_batch_does_not_poison_mine():
-    mine = est.MINE(0.5)
+    mine = bounds.MINE(0.5)
     good = torch.randn(8, 8, generator=torch.Generator().manual_seed(0))
     mine(good)
     before = mine.log_ema.clone()

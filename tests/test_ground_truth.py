@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from tcmax_lib import ground_truth as gt
+from tcmax_lib.info import closed_forms as gt
 
 
 def test_gaussian_mi_values_and_inverse():

@@ -91,3 +91,36 @@ def test_every_public_helper_points_to_its_notebook():
 def test_console_script_and_module_entry_point():
     res = subprocess.run([sys.executable, "-m", "tcmax_lib", "--help"], capture_output=True, text=True, cwd=ROOT)
     assert res.returncode == 0 and "series" in res.stdout and "cremad" in res.stdout, res.stderr
+
+
+def test_nothing_outside_course_imports_course():
+    """The machinery that runs and publishes the series (tcmax_lib/course) sits apart from what the course
+    teaches: no module outside it imports it (the `python -m tcmax_lib` entry point aside)."""
+    offenders = []
+    for path in MODULES:
+        rel = path.relative_to(PKG)
+        if rel.parts[0] == "course" or rel.name == "__main__.py":
+            continue
+        offenders += [f"{_name(path)} imports {m}" for m in _imports(path) if m.startswith("tcmax_lib.course")]
+    assert not offenders, "\n".join(offenders)
+
+
+def test_every_method_has_its_own_file_with_its_sources():
+    """One file per training method; each opens with its idea, paper or official code, and its notebook."""
+    from tcmax_lib.methods import METHODS
+
+    for name, cls in METHODS.items():
+        path = PKG / "methods" / f"{name}.py"
+        assert path.exists() and cls.__module__ == f"tcmax_lib.methods.{name}", name
+        doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+        assert "Idea:" in doc and "Official code followed:" in doc and BACK_POINTER.search(doc), name
+    init = ast.parse((PKG / "methods" / "__init__.py").read_text())
+    defined = [n.name for n in init.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))]
+    assert defined == ["make_method"], defined                     # the registry and make_method, nothing else
+
+
+def test_api_reference_lists_every_module():
+    api = (ROOT / "docs" / "api.md").read_text()
+    listed = set(re.findall(r"automodule:: (tcmax_lib[\w.]*)", api))
+    modules = {_name(p) for p in MODULES if p.name != "__main__.py"} - {"tcmax_lib", "tcmax_lib.data"}
+    assert modules == listed, (modules - listed, listed - modules)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tcmax_lib import series
+from tcmax_lib.course import series
 from tcmax_lib.runtime import load_metrics
 
 ROOT = Path(__file__).resolve().parent.parent

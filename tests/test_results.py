@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tcmax_lib import results, series
+from tcmax_lib.course import results, series
 
 
 def test_readme_matches_results():

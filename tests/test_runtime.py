@@ -146,7 +146,7 @@ def test_precision_autocast_runs_matmuls_in_bf16_only_when_on():
 
 
 def test_auto_estimator_precision_is_bf16_for_concat_critics_only(monkeypatch):
-    from tcmax_lib import estimation as E
+    from tcmax_lib.info import training as E
 
     monkeypatch.setattr(hardware, "cpu_bf16_support", lambda: "AMX-BF16")
     auto = runtime.pick_precision("cpu", "auto")
@@ -178,7 +178,7 @@ def test_notebook_precision_parameter_becomes_the_default(monkeypatch):
 
 def test_cpu_kind_is_named_in_device_names_and_run_records(monkeypatch):
     """Speed figures name the CPU's bf16 kind: the device name, results/ meta and the README's label."""
-    from tcmax_lib import results
+    from tcmax_lib.course import results
 
     for native, kind in [("AMX-BF16", "AMX-BF16"), ("AVX512-BF16", "AVX512-BF16, no AMX"), (None, "no native bf16")]:
         monkeypatch.setattr(hardware, "cpu_bf16_support", lambda n=native: n)

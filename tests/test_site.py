@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tcmax_lib import book, series
+from tcmax_lib.course import book, series
 
 ROOT = Path(__file__).resolve().parent.parent
 SITE = ROOT / "build" / "site"

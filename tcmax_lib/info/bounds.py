@@ -1,4 +1,5 @@
-"""Critics and variational lower bounds on mutual information and total correlation.
+"""Variational lower bounds on mutual information and total correlation: DV, MINE, NWJ, InfoNCE, JS, SMILE
+and TCNE (notebooks 01-02). The critics that produce the scores are in `critics.py`.
 
 Convention (Poole et al. 2019): a critic returns a K x K score matrix S with S[i, j] = T(x_i, y_j).
 The diagonal holds the K joint pairs, the K(K-1) off-diagonal entries are samples of p(x)p(y):
@@ -10,12 +11,9 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
 
 import torch
 from torch import nn
-
-from .layers import mlp
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -124,35 +122,6 @@ class MINE:
         return value.detach() + surrogate - surrogate.detach()
 
 
-# ----------------------------------------------------------------------------- critics
-class ConcatCritic(nn.Module):
-    """Joint critic T(x, y) = MLP([x, y]) evaluated on all K x K pairs of a batch (notebook 01)."""
-
-    def __init__(self, dim_x: int, dim_y: int, hidden: int = 256, layers: int = 2):
-        super().__init__()
-        self.first_x = nn.Linear(dim_x, hidden)               # first layer split in two: W[x; y] = Wx x + Wy y
-        self.first_y = nn.Linear(dim_y, hidden, bias=False)
-        self.rest = mlp([hidden] * layers + [1])
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Return scores [K, K] with entry [i, j] = T(x_i, y_j)."""
-        h = self.first_x(x)[:, None, :] + self.first_y(y)[None, :, :]  # [K, K, hidden]
-        return self.rest(torch.relu(h)).squeeze(-1)                     # [K, K]
-
-
-class SeparableCritic(nn.Module):
-    """Separable critic T(x, y) = g(x) . h(y) with two MLP embeddings (notebook 01)."""
-
-    def __init__(self, dim_x: int, dim_y: int, hidden: int = 256, layers: int = 2, embed: int = 32):
-        super().__init__()
-        self.g = mlp([dim_x] + [hidden] * layers + [embed])
-        self.h = mlp([dim_y] + [hidden] * layers + [embed])
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Return scores [K, K] with entry [i, j] = g(x_i) . h(y_j)."""
-        return self.g(x) @ self.h(y).T                                   # [K, embed] @ [embed, K] -> [K, K]
-
-
 # ----------------------------------------------------------------------------- total correlation
 def tcne_bound(joint_scores: torch.Tensor, marginal_scores: torch.Tensor) -> torch.Tensor:
     """DV bound on total correlation: mean T(joint tuples) - log mean exp T(product-of-marginal tuples).
@@ -192,59 +161,6 @@ def tcne_from_tensor(scores: torch.Tensor, mask: torch.Tensor | None = None) -> 
     return tcne_bound(diag, scores[mask])
 
 
-class PairwiseTCCritic(nn.Module):
-    """TC critic with unary and pairwise terms: T = sum_a u_a(z_a) + sum_{a<b} e_ab(z_a) . e_ba(z_b).
-
-    Every pairwise bilinear-plus-unary form (e.g. the exact Gaussian log ratio, a quadratic form)
-    is representable, and scores for all K^M index tuples come from M small matrix products.
-    Introduced in notebook 02.
-    """
-
-    def __init__(self, dims: Sequence[int], hidden: int = 256, layers: int = 2, embed: int = 32):
-        super().__init__()
-        self.num_vars, self.embed = len(dims), embed
-        out = (self.num_vars - 1) * embed + 1
-        self.nets = nn.ModuleList([mlp([d] + [hidden] * layers + [out]) for d in dims])
-
-    def forward(self, zs: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Return scores for all index tuples: a tensor [K]*M."""
-        m, e = self.num_vars, self.embed
-        outs = [net(z) for net, z in zip(self.nets, zs)]                # M x [K, (M-1)*e + 1]
-        k = zs[0].shape[0]
-        total = torch.zeros((k,) * m, device=zs[0].device, dtype=outs[0].dtype)
-        for a in range(m):
-            shape = [1] * m
-            shape[a] = k
-            total = total + outs[a][:, -1].view(shape)                   # unary term u_a
-        for a, b in itertools.combinations(range(m), 2):
-            ea = outs[a][:, self._slot(a, b) * e:(self._slot(a, b) + 1) * e]   # [K, e]
-            eb = outs[b][:, self._slot(b, a) * e:(self._slot(b, a) + 1) * e]   # [K, e]
-            shape = [1] * m
-            shape[a], shape[b] = k, k
-            total = total + (ea @ eb.T).view(shape)                      # [K, K] placed on axes (a, b)
-        return total
-
-    def score_tuples(self, zs: Sequence[torch.Tensor], index: torch.Tensor) -> torch.Tensor:
-        """Scores of given index tuples index[n] = (j_1, ..., j_M): returns [N] (sampled negatives).
-
-        Builds the M unary vectors [K] and the M(M-1)/2 pairwise matrices [K, K] once, then gathers
-        one scalar per term and tuple: O(M^2 N) after an O(M^2 K^2 e) set-up.
-        """
-        m, e = self.num_vars, self.embed
-        outs = [net(z) for net, z in zip(self.nets, zs)]                # M x [K, (M-1)*e + 1]
-        k = outs[0].shape[0]
-        total = sum(outs[a][:, -1][index[:, a]] for a in range(m))      # [N] unary terms
-        for a, b in itertools.combinations(range(m), 2):
-            ea = outs[a][:, self._slot(a, b) * e:(self._slot(a, b) + 1) * e]   # [K, e]
-            eb = outs[b][:, self._slot(b, a) * e:(self._slot(b, a) + 1) * e]   # [K, e]
-            total = total + (ea @ eb.T).flatten()[index[:, a] * k + index[:, b]]  # [K, K] -> [N]
-        return total
-
-    @staticmethod
-    def _slot(a: int, b: int) -> int:
-        return b if b < a else b - 1
-
-
 def sample_distinct_tuples(k: int, num_vars: int, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """n index tuples [n, M] drawn uniformly among those with pairwise-distinct entries (notebook 02).
 
@@ -263,18 +179,3 @@ def sample_distinct_tuples(k: int, num_vars: int, n: int, generator: torch.Gener
         kept.append(idx[ok])
         have += int(ok.sum())
     return torch.cat(kept)[:n]
-
-
-class TableCritic(nn.Module):
-    """Critic for discrete variables: one learnable score per value tuple, T[x_1, ..., x_M] (notebook 02)."""
-
-    def __init__(self, cardinalities: Sequence[int]):
-        super().__init__()
-        self.table = nn.Parameter(torch.zeros(*cardinalities))
-
-    def forward(self, xs: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Scores for all index tuples of a batch of integer codes: a tensor [K]*M."""
-        if len(xs) != self.table.ndim:
-            raise ValueError(f"critic built for {self.table.ndim} variables, got {len(xs)}.")
-        grids = torch.meshgrid(*xs, indexing="ij")                        # M x [K]*M value codes
-        return self.table[grids]

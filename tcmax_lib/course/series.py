@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .runtime import repo_root
+from ..runtime import repo_root
 
 
 def notebooks(only: str | None = None) -> list[Path]:

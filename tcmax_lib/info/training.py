@@ -1,8 +1,10 @@
-"""Training loops for neural MI / TC estimators, the Poole et al. staircase and its summary (notebooks 01-02)."""
+"""Training loops for neural MI / TC estimators, the Poole et al. staircase, its summary and the optimal-critic
+table (notebooks 01-02)."""
 
 from __future__ import annotations
 
-import copy
+import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -12,14 +14,15 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import estimators as est
-from .ground_truth import (
+from ..runtime import Precision, pick_precision, seeded
+from . import bounds
+from .closed_forms import (
     r_for_tc,
     rho_for_mi,
     sample_correlated_gaussian,
     sample_gaussian_modalities,
 )
-from .runtime import Precision, pick_precision, seeded
+from .critics import ConcatCritic, StackedCritics, make_critic
 
 
 @dataclass
@@ -34,36 +37,27 @@ class EstimatorSpec:
     bound: str
     clip: float | None = 5.0
     ema_rate: float = 0.01
-    _mine: est.MINE | None = field(default=None, repr=False)
+    _mine: bounds.MINE | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        if self.bound != "mine" and self.bound not in est.BOUNDS:
-            raise ValueError(f"unknown bound {self.bound!r}; choose from {sorted(est.BOUNDS) + ['mine']}.")
+        if self.bound != "mine" and self.bound not in bounds.BOUNDS:
+            raise ValueError(f"unknown bound {self.bound!r}; choose from {sorted(bounds.BOUNDS) + ['mine']}.")
 
     def value(self, scores: torch.Tensor) -> torch.Tensor:
         """The estimate this estimator reports (MINE reports the plain DV bound; SMILE uses its clip)."""
         if self.bound == "mine":
-            return est.dv_bound(scores)
+            return bounds.dv_bound(scores)
         if self.bound == "smile":
-            return est.smile_bound(scores, self.clip)
-        return est.BOUNDS[self.bound](scores)
+            return bounds.smile_bound(scores, self.clip)
+        return bounds.BOUNDS[self.bound](scores)
 
     def objective(self, scores: torch.Tensor) -> torch.Tensor:
         """Training objective whose value is the reported estimate (to be maximised)."""
         if self.bound == "mine":  # same value as DV, EMA-corrected gradient
             if self._mine is None:
-                self._mine = est.MINE(self.ema_rate)
+                self._mine = bounds.MINE(self.ema_rate)
             return self._mine(scores)
         return self.value(scores)
-
-
-def make_critic(kind: str, dim: int, hidden: int = 256, layers: int = 2, embed: int = 32) -> nn.Module:
-    """Build a 'concat' (joint) or 'separable' critic with Poole et al.'s default sizes (notebook 01)."""
-    if kind == "concat":
-        return est.ConcatCritic(dim, dim, hidden, layers)
-    if kind == "separable":
-        return est.SeparableCritic(dim, dim, hidden, layers, embed)
-    raise ValueError(f"critic kind {kind!r} unknown; use 'concat' or 'separable'.")
 
 
 def make_estimators(bounds: Sequence[str], critic: str = "concat", dim: int = 20, hidden: int = 256,
@@ -81,37 +75,6 @@ def mi_staircase(levels: Sequence[float] = (2, 4, 6, 8, 10), steps_per_level: in
     return np.repeat(np.asarray(levels, dtype=float), steps_per_level)
 
 
-class StackedCritics:
-    """E critics of identical architecture evaluated as one vmapped call on stacked parameters (notebook 01).
-
-    `torch.func.stack_module_state` turns the E critics into one set of [E, ...] leaf tensors, the
-    parameters of one optimiser; `write_back` copies the trained values into the original modules.
-    """
-
-    def __init__(self, critics: Sequence[nn.Module]):
-        shapes = [[(n, p.shape) for n, p in c.named_parameters()] for c in critics]
-        if any(type(c) is not type(critics[0]) for c in critics) or any(s != shapes[0] for s in shapes):
-            raise ValueError("batched training needs critics of one class and identical parameter shapes; "
-                             "use batched=False for mixed critics.")
-        self.critics = list(critics)
-        params, self.buffers = torch.func.stack_module_state(self.critics)
-        self.params = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}   # [E, ...] leaves
-        self._base = copy.deepcopy(self.critics[0]).to("meta")          # structure only, no storage
-
-    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Scores of every critic on one batch: [E, K, K]."""
-        def one(p: dict, b: dict) -> torch.Tensor:
-            return torch.func.functional_call(self._base, (p, b), (x, y))
-        return torch.func.vmap(one)(self.params, self.buffers)
-
-    @torch.no_grad()
-    def write_back(self) -> None:
-        """Copy the stacked (trained) parameters into the original critic modules."""
-        for e, critic in enumerate(self.critics):
-            for name, p in critic.named_parameters():
-                p.copy_(self.params[name][e])
-
-
 def batched_default(device: str | torch.device) -> bool:
     """Whether `train_estimators(batched=None)` stacks the critics: on CUDA only (notebook 01).
 
@@ -122,10 +85,29 @@ def batched_default(device: str | torch.device) -> bool:
     return torch.device(device).type == "cuda"
 
 
+def compile_critic(critic: nn.Module, x: torch.Tensor, y: torch.Tensor, prec: Precision) -> tuple[Callable, float]:
+    """`torch.compile` a critic and compile it now, on one forward+backward; (critic to call, compile seconds).
+
+    Where compilation fails (no C++ compiler, an unsupported op) it warns and returns the eager critic, so
+    training goes on unchanged. Measured in benchmarks/bench_estimators.py (notebook 01).
+    """
+    compiled = torch.compile(critic, dynamic=False)
+    t0 = time.perf_counter()
+    try:
+        with prec.autocast():
+            compiled(x, y).float().sum().backward()
+    except Exception as exc:  # noqa: BLE001 - any compiler failure means: train eagerly, and say so
+        warnings.warn(f"torch.compile failed for {type(critic).__name__} ({type(exc).__name__}: "
+                      f"{str(exc)[:200]}); training it without compilation", RuntimeWarning, stacklevel=2)
+        compiled = critic
+    critic.zero_grad(set_to_none=True)
+    return compiled, time.perf_counter() - t0
+
+
 def train_estimators(specs: Sequence[EstimatorSpec], true_values: np.ndarray, dim: int = 20,
                      batch_size: int = 64, lr: float = 5e-4, seed: int = 0, device: str | torch.device = "cpu",
                      cubic: bool = False, progress: bool = True, precision: str | Precision | None = None,
-                     batched: bool | None = None) -> pd.DataFrame:
+                     batched: bool | None = None, compile: bool = False) -> pd.DataFrame:
     """Train every estimator on fresh correlated-Gaussian batches whose MI follows `true_values`.
 
     All critics see the same batch each step and share one Adam optimiser (their losses are
@@ -135,13 +117,17 @@ def train_estimators(specs: Sequence[EstimatorSpec], true_values: np.ndarray, di
     (K^2 pairs a step); separable critics measured slower in bf16 there (`Precision.unless_small`).
     `batched=True` evaluates all critics as one vmapped call (`StackedCritics`); None picks it on CUDA
     only: on CPU it measured slower (benchmarks/bench_estimators.py). Values stay on the device until
-    the end: the only per-step host sync is MINE's finite check of its moving average.
+    the end: the only per-step host sync is MINE's finite check of its moving average. `compile=True`
+    runs each critic through `torch.compile` (`compile_critic`; eager where that fails); its compile time
+    is in the frame's `attrs["compile_s"]`.
     Returns a tidy frame: step, estimator, estimate, true, joint, log_partition. Introduced in notebook 01.
     """
     device = torch.device(device)
     prec = precision if isinstance(precision, Precision) else pick_precision(device, precision)
-    prec = prec.unless_small(all(isinstance(s.critic, est.ConcatCritic) for s in specs))   # K^2-row products
+    prec = prec.unless_small(all(isinstance(s.critic, ConcatCritic) for s in specs))   # K^2-row products
     batched = batched_default(device) if batched is None else batched
+    if compile and batched:
+        raise ValueError("compile=True compiles each critic on its own; pass batched=False with it.")
     for s in specs:
         s.critic.to(device).train()
     stacked = StackedCritics([s.critic for s in specs]) if batched else None
@@ -151,17 +137,22 @@ def train_estimators(specs: Sequence[EstimatorSpec], true_values: np.ndarray, di
     n = len(true_values)
     trace = torch.zeros(n, len(specs), 3, device=device)                  # estimate, joint term, log-partition
     rhos = [rho_for_mi(v, dim) for v in true_values]
+    critics, compile_s = [s.critic for s in specs], 0.0
+    if compile:
+        x, y = sample_correlated_gaussian(batch_size, dim, rhos[0], generator=torch.Generator(device).manual_seed(-1))
+        critics, seconds = zip(*(compile_critic(c, x, y, prec) for c in critics))
+        compile_s = sum(seconds)
     for step in tqdm(range(n), desc="training estimators", disable=not progress or None, leave=False):
         x, y = sample_correlated_gaussian(batch_size, dim, rhos[step], generator=gen, cubic=cubic)
         with prec.autocast():
-            all_scores = stacked(x, y) if stacked else [s.critic(x, y) for s in specs]   # E x [K, K]
+            all_scores = stacked(x, y) if stacked else [c(x, y) for c in critics]   # E x [K, K]
         loss, rows = 0.0, []
         for e, spec in enumerate(specs):
             scores = all_scores[e].float()                                # [K, K], bounds in fp32
             value = spec.objective(scores)
             loss = loss - value
             with torch.no_grad():
-                rows.append(torch.stack([value, scores.diagonal().mean(), est.logmeanexp_offdiag(scores)]))
+                rows.append(torch.stack([value, scores.diagonal().mean(), bounds.logmeanexp_offdiag(scores)]))
         trace[step] = torch.stack(rows).detach()                          # [E, 3]: one write a step
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -172,7 +163,9 @@ def train_estimators(specs: Sequence[EstimatorSpec], true_values: np.ndarray, di
     frames = [pd.DataFrame({"step": np.arange(n), "estimator": s.name, "estimate": trace[:, e, 0],
                             "true": true_values, "joint": trace[:, e, 1], "log_partition": trace[:, e, 2]})
               for e, s in enumerate(specs)]
-    return pd.concat(frames, ignore_index=True)
+    out = pd.concat(frames, ignore_index=True)
+    out.attrs["compile_s"] = compile_s
+    return out
 
 
 @torch.no_grad()
@@ -218,7 +211,7 @@ def optimal_critic_table(levels: Sequence[float], batch_sizes: Sequence[int], di
 
     Introduced in notebook 01.
     """
-    from .ground_truth import gaussian_log_ratio
+    from .closed_forms import gaussian_log_ratio
 
     gen = torch.Generator().manual_seed(seed)
     rows = []
@@ -230,10 +223,10 @@ def optimal_critic_table(levels: Sequence[float], batch_sizes: Sequence[int], di
                 x, y = sample_correlated_gaussian(k, dim, rho, generator=gen)
                 s = gaussian_log_ratio(x.double(), y.double(), rho)
                 # NWJ's optimal critic is 1 + log ratio; DV and InfoNCE are shift-invariant
-                vals["nwj"].append(float(est.nwj_bound(s + 1.0)))
-                vals["smile"].append(float(est.smile_bound(s, smile_clip)))
+                vals["nwj"].append(float(bounds.nwj_bound(s + 1.0)))
+                vals["smile"].append(float(bounds.smile_bound(s, smile_clip)))
                 for b in ("infonce", "dv"):
-                    vals[b].append(float(est.BOUNDS[b](s)))
+                    vals[b].append(float(bounds.BOUNDS[b](s)))
             for b, v in vals.items():
                 rows.append({"K": k, "true": mi, "bound": b, "mean": np.mean(v), "std": np.std(v)})
     return pd.DataFrame(rows)
@@ -256,7 +249,7 @@ def train_tc_estimator(critic: nn.Module, true_values: np.ndarray, num_vars: int
     critic.to(device).train()
     opt = torch.optim.Adam(critic.parameters(), lr=lr)
     gen = torch.Generator(device=device).manual_seed(seed)
-    mask = est.distinct_index_mask(batch_size, num_vars, device) if negatives is None else None
+    mask = bounds.distinct_index_mask(batch_size, num_vars, device) if negatives is None else None
     r_of = {v: r_for_tc(v, num_vars, dim) for v in np.unique(true_values)}
     sample = sampler or (lambda n, tc, g: sample_gaussian_modalities(n, num_vars, dim, r_of[tc], generator=g))
     aligned = torch.arange(batch_size, device=device)[:, None].expand(batch_size, num_vars)
@@ -264,10 +257,10 @@ def train_tc_estimator(critic: nn.Module, true_values: np.ndarray, num_vars: int
     for step in tqdm(range(len(true_values)), desc="training TCNE", disable=not progress or None, leave=False):
         zs = sample(batch_size, float(true_values[step]), gen)
         if negatives is None:
-            value = est.tcne_from_tensor(critic(zs), mask)
+            value = bounds.tcne_from_tensor(critic(zs), mask)
         else:
-            index = est.sample_distinct_tuples(batch_size, num_vars, negatives, gen)        # [N, M]
-            value = est.tcne_bound(critic.score_tuples(zs, aligned), critic.score_tuples(zs, index))
+            index = bounds.sample_distinct_tuples(batch_size, num_vars, negatives, gen)        # [N, M]
+            value = bounds.tcne_bound(critic.score_tuples(zs, aligned), critic.score_tuples(zs, index))
         opt.zero_grad(set_to_none=True)
         (-value).backward()
         opt.step()

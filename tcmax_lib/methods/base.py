@@ -19,8 +19,8 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from .data.splits import Split
-from .models import ModelOutput, MultimodalClassifier
+from ..data.splits import Split
+from ..models import ModelOutput, MultimodalClassifier
 
 # guard(loss, after_backward) raises TrainingDivergedError on a non-finite loss or gradient (train.py)
 Guard = Callable[[torch.Tensor, bool], None]

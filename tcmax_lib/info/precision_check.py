@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .estimation import make_estimators, mi_staircase, staircase_summary, train_estimators
+from .training import make_estimators, mi_staircase, staircase_summary, train_estimators
 
 
 def precision_comparison(bounds: Sequence[str], levels: Sequence[float], steps_per_level: int,

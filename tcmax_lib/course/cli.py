@@ -22,8 +22,8 @@ from pathlib import Path
 
 
 def _series(args: argparse.Namespace) -> None:
+    from ..runtime import load_metrics, metrics_dir, repo_root
     from . import results, series
-    from .runtime import load_metrics, metrics_dir, repo_root
 
     os.environ.setdefault("TQDM_DISABLE", "0")
     selected = series.notebooks(args.only)
@@ -82,14 +82,14 @@ def _site(args: argparse.Namespace) -> None:
 def _cremad(args: argparse.Namespace) -> None:
     import torch
 
-    from . import distributed
-    from .data import cremad as cd
-    from .data.cremad_cache import augment_batch, prepare
-    from .experiments import run_table, summarize
-    from .methods import METHODS
-    from .resnet import resnet_pair_model
-    from .runtime import pick_device
-    from .train import TrainConfig
+    from .. import distributed
+    from ..data import cremad as cd
+    from ..data.cremad_cache import augment_batch, prepare
+    from ..experiments import run_table, summarize
+    from ..methods import METHODS
+    from ..resnet import resnet_pair_model
+    from ..runtime import pick_device
+    from ..train import TrainConfig
 
     if args.command == "download":
         cd.download(cd.subset(args.subset))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from . import plotting
-from .runtime import STATE, seed_everything
+from .. import plotting
+from ..runtime import STATE, seed_everything
 
 
 def setup_notebook(name: str, seed: int = 0) -> torch.Generator:

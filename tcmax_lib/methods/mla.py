@@ -1,0 +1,100 @@
+"""MLA: multimodal learning by alternating unimodal adaptation (Zhang et al., CVPR 2024).
+
+Idea: never optimise the modalities jointly: each batch takes one optimiser step per modality through one
+shared head, with the head's gradient projected (orthogonal weight modification, OWM) so each step interferes
+less with what the other modality taught the head; at test time the modalities' logits are fused with entropy-
+based weights.
+
+Official code followed: hubaak/TCMax (commit a950d9b4e9cd, 2026-02-27), `src/utils/modulation.py`
+`MLA_modulation` and `MLA_prediction`, `src/models/MLA_module.py`.
+
+Adapted: the OWM projection is applied (`projection=True`, the MLA paper's form); in the release a parameter-
+name check means it never runs, which `projection=False` reproduces. See the class docstring.
+
+Introduced in notebook 07.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from ..models import MultimodalClassifier, SharedHead
+from .base import Method
+
+
+def mla_fusion(modality_logits: Sequence[torch.Tensor]) -> torch.Tensor:
+    """MLA's test-time fusion: sum_m w_m logits_m, w = softmax_m(-entropy of softmax(logits_m)) (notebook 07)."""
+    stacked = torch.stack([lg.float() for lg in modality_logits])       # [M, B, C]
+    logp = F.log_softmax(stacked, dim=-1)
+    entropy = -(logp.exp() * logp).sum(-1, keepdim=True)                # [M, B, 1], finite for p = 0
+    return (torch.softmax(-entropy, dim=0) * stacked).sum(0)            # [B, C]
+
+
+def owm_update(proj: torch.Tensor, feats: torch.Tensor, alpha: float) -> torch.Tensor:
+    """One OWM step of MLA's gradient projector: P - P r (P r)^T / (alpha + r^T P r), Frobenius-normalised (nb 07)."""
+    r = feats.float().mean(0, keepdim=True)                              # [1, d] batch mean feature
+    k = proj @ r.T                                                       # [d, 1]
+    proj = proj - (k @ k.T) / (alpha + r @ k)                            # [d, d]
+    return proj / proj.norm()
+
+
+@dataclass
+class MLA(Method):
+    """MLA (Zhang et al., CVPR 2024): alternating unimodal steps through one shared head (notebook 07).
+
+    Each batch takes M optimiser steps: encoder m + the shared head on CE(head(z_m), y), modality by
+    modality. Before each step but the first of training, the head's weight gradient is projected by
+    the OWM matrix P (`owm_update`, alpha = 0.1^(1 + step/steps_per_epoch)) so that it interferes less
+    with what the other modality taught the head. Prediction: `mla_fusion` (entropy-weighted).
+    Needs `head="shared"`. Note: in hubaak/TCMax `MLA_GSPlugin.before_update` looks for a parameter
+    named "module.weight", which an nn.Linear never has ("weight", "bias"), so there the projection
+    is never applied; `projection=False` reproduces that code, the default follows the MLA paper.
+    """
+
+    projection: bool = True
+    name: str = "mla"
+    owns_step = True
+    proj: torch.Tensor | None = field(default=None, repr=False)
+    updates: int = field(default=0, repr=False)
+
+    @staticmethod
+    def _head(model: MultimodalClassifier) -> SharedHead:
+        if not isinstance(model.head, SharedHead):
+            raise ValueError(f"MLA trains one head shared by the modalities: build the model with head='shared' "
+                             f"(got {type(model.head).__name__}).")
+        return model.head
+
+    def loss(self, model, out, y):
+        self._head(model)
+        ces = [F.cross_entropy(lg.float(), y) for lg in out.modality_logits]
+        return sum(ces), {f"ce_{m}": c.detach() for m, c in enumerate(ces)}
+
+    def predict_logits(self, out):
+        return mla_fusion(out.modality_logits)
+
+    def step(self, model, batch, y, opt, guard, epoch, step, steps_per_epoch):
+        head = self._head(model)
+        total, logs = 0.0, {}
+        for m, (enc, x) in enumerate(zip(model.encoders, batch)):
+            z = enc(x)                                                   # [B, d]
+            loss = F.cross_entropy(head.fc(z).float(), y)
+            guard(loss, False)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            guard(loss, True)
+            if self.projection:
+                with torch.autocast(z.device.type, enabled=False):      # the projector stays fp32 under bf16
+                    if self.proj is None:
+                        self.proj = torch.eye(z.shape[1], device=z.device)
+                    if self.updates > 0:
+                        self.proj = owm_update(self.proj, z.detach().float(), 0.1 ** (1 + step / steps_per_epoch))
+                        head.fc.weight.grad = head.fc.weight.grad @ self.proj.T
+            self.updates += 1
+            opt.step()
+            total = total + loss.detach()
+            logs[f"ce_{m}"] = loss.detach()
+        return total, logs
