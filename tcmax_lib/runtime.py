@@ -191,6 +191,16 @@ def pick_precision(device: str | torch.device = "cpu", pref: str | None = None) 
     return choice
 
 
+def progress_off(progress: bool) -> bool | None:
+    """tqdm's `disable` for a progress flag: True when off or when env TQDM_DISABLE is set, else None (nb 00).
+
+    An explicit `disable=` argument would override tqdm's own TQDM_DISABLE; the test layers set it, and
+    widget bars from long loops can flood a busy kernel's output channel (nbval waits only 5 s for output).
+    """
+    env = os.environ.get("TQDM_DISABLE", "").strip().lower()
+    return True if not progress or env not in ("", "0", "false", "no") else None
+
+
 def seed_everything(seed: int) -> torch.Generator:
     """Seed python, numpy and torch (CPU and CUDA); return a fresh torch.Generator with that seed (notebook 00)."""
     random.seed(seed)

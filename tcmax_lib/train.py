@@ -25,7 +25,7 @@ from . import distributed
 from .data.splits import Split
 from .methods.base import Method
 from .models import MultimodalClassifier
-from .runtime import Precision, pick_precision, seeded
+from .runtime import Precision, pick_precision, progress_off, seeded
 
 
 @dataclass
@@ -269,7 +269,7 @@ def fit(model: MultimodalClassifier, method: Method, train: Split, val: Split, c
     rows, best_acc, best_state, best_epoch = [], -1.0, None, -1
     with seeded(cfg.seed):
         show = cfg.progress and distributed.rank() == 0
-        for epoch in tqdm(range(cfg.epochs), desc=method.name, disable=not show or None, leave=False):
+        for epoch in tqdm(range(cfg.epochs), desc=method.name, disable=progress_off(show), leave=False):
             t0 = time.perf_counter()
             row = {"epoch": epoch, **train_epoch(model, method, train, opt, cfg, epoch, gen, aug_gen, net)}
             row["seconds"] = time.perf_counter() - t0

@@ -193,3 +193,13 @@ def test_cpu_kind_is_named_in_device_names_and_run_records(monkeypatch):
     assert results.device_label(old) == "CPU Intel(R) Xeon(R) Processor (AMX-BF16), 2 threads"
     assert results.device_label({"device": "NVIDIA H200"}) == "NVIDIA H200"
     assert "cpu_bf16" not in results.run_meta(1.0, "NVIDIA H200", "2.x", "FULL")
+
+
+def test_progress_bars_honour_tqdm_disable(monkeypatch):
+    """Library loops pass `disable=progress_off(progress)`: off when asked, and off under TQDM_DISABLE (the test
+    layers set it), which an explicit `disable=None` would otherwise override."""
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    assert runtime.progress_off(False) is True and runtime.progress_off(True) is None
+    for value, off in [("1", True), ("true", True), ("0", None), ("", None)]:
+        monkeypatch.setenv("TQDM_DISABLE", value)
+        assert runtime.progress_off(True) is off, value

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ..runtime import progress_off
 from .download import fetch
 
 REVISION = "1658cd342dff90010aa843eaeebd53610a08b1dc"
@@ -125,7 +126,7 @@ def download(clips: list[str], cache_dir: Path | None = None, progress: bool = T
     """Fetch and verify each clip's .flv (resumable: verified files are skipped, partial ones resumed) (notebook 06)."""
     table = manifest()
     paths = []
-    for clip in tqdm(clips, desc="CREMA-D clips", disable=not progress or None):
+    for clip in tqdm(clips, desc="CREMA-D clips", disable=progress_off(progress)):
         if clip not in table:
             raise ValueError(f"{clip} is not a CREMA-D clip at revision {REVISION[:8]}.")
         paths.append(fetch(MEDIA_URL + f"VideoFlash/{clip}.flv", sha256=table[clip][0], dataset="cremad",

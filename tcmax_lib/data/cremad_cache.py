@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ..runtime import progress_off
 from .cremad import PRESETS, CremadPreset, download, drop_bad, ogm_test_clips, parse, preprocess_clip, subset, with_size
 from .download import data_dir
 from .integrity import ChecksumError, check_digest, file_lock, writable_dir, write_digest
@@ -94,7 +95,7 @@ def _build(root: Path, clips: list[str], preset: CremadPreset, cache_dir: Path |
     jobs = [(p, preset) for p in paths]
     with ProcessPoolExecutor(workers) if workers > 1 else _Serial() as pool:
         results = pool.map(_work, jobs, chunksize=4)
-        for i, (f, sp) in enumerate(tqdm(results, total=len(jobs), desc="decoding", disable=not progress or None)):
+        for i, (f, sp) in enumerate(tqdm(results, total=len(jobs), desc="decoding", disable=progress_off(progress))):
             if sp.shape != specs.shape[1:]:
                 raise ValueError(f"{clips[i]}: spectrogram shape {sp.shape}, the preset expects {specs.shape[1:]}.")
             if not np.isfinite(sp).all():

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ..runtime import repo_root
+from ..runtime import progress_off, repo_root
 from .integrity import (
     CHUNK,
     ChecksumError,
@@ -84,7 +84,7 @@ def _download(url: str, part: Path, timeout: float, progress: bool, resume: bool
         total = start + int(length) if length is not None else None
         with open(part, "ab" if resumed else "wb") as f, tqdm(
                 total=total, initial=start, unit="B", unit_scale=True, desc=part.name.removesuffix(".part"),
-                disable=not progress or None, leave=False) as bar:
+                disable=progress_off(progress), leave=False) as bar:
             received = 0
             for block in iter(lambda: response.read(CHUNK), b""):
                 f.write(block)

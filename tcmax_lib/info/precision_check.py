@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from ..runtime import progress_off
 from .training import make_estimators, mi_staircase, staircase_summary, train_estimators
 
 
@@ -31,7 +32,7 @@ def precision_comparison(bounds: Sequence[str], levels: Sequence[float], steps_p
     true = mi_staircase(levels, steps_per_level)
     rows = []
     runs = [(p, s) for p in precisions for s in seeds]
-    for prec, seed in tqdm(runs, desc="precision x seed", disable=not progress or None, leave=False):
+    for prec, seed in tqdm(runs, desc="precision x seed", disable=progress_off(progress), leave=False):
         specs = make_estimators(bounds, critic=critic, dim=dim, hidden=hidden, seed=seed)
         t0 = time.perf_counter()
         hist = train_estimators(specs, true, dim=dim, batch_size=batch_size, lr=lr, seed=seed, device=device,

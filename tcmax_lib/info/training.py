@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..runtime import Precision, pick_precision, seeded
+from ..runtime import Precision, pick_precision, progress_off, seeded
 from . import bounds
 from .closed_forms import (
     r_for_tc,
@@ -142,7 +142,7 @@ def train_estimators(specs: Sequence[EstimatorSpec], true_values: np.ndarray, di
         x, y = sample_correlated_gaussian(batch_size, dim, rhos[0], generator=torch.Generator(device).manual_seed(-1))
         critics, seconds = zip(*(compile_critic(c, x, y, prec) for c in critics))
         compile_s = sum(seconds)
-    for step in tqdm(range(n), desc="training estimators", disable=not progress or None, leave=False):
+    for step in tqdm(range(n), desc="training estimators", disable=progress_off(progress), leave=False):
         x, y = sample_correlated_gaussian(batch_size, dim, rhos[step], generator=gen, cubic=cubic)
         with prec.autocast():
             all_scores = stacked(x, y) if stacked else [c(x, y) for c in critics]   # E x [K, K]
@@ -254,7 +254,7 @@ def train_tc_estimator(critic: nn.Module, true_values: np.ndarray, num_vars: int
     sample = sampler or (lambda n, tc, g: sample_gaussian_modalities(n, num_vars, dim, r_of[tc], generator=g))
     aligned = torch.arange(batch_size, device=device)[:, None].expand(batch_size, num_vars)
     trace = torch.zeros(len(true_values), device=device)
-    for step in tqdm(range(len(true_values)), desc="training TCNE", disable=not progress or None, leave=False):
+    for step in tqdm(range(len(true_values)), desc="training TCNE", disable=progress_off(progress), leave=False):
         zs = sample(batch_size, float(true_values[step]), gen)
         if negatives is None:
             value = bounds.tcne_from_tensor(critic(zs), mask)
