@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checks import check_split
 from .data.splits import Split
 from .methods.base import Method, ogm_ratio
 from .models import MultimodalClassifier, encode
@@ -129,6 +130,7 @@ def report(model: MultimodalClassifier, method: Method, train: Split, test: Spli
     mean entropies and `entropy_ratio` (notebook 07).
     """
     device = next(model.parameters()).device
+    check_split(model, test, "test")
     train, test = train.to(device), test.to(device)
     xtr, ytr, xte, yte = train.inputs, train.y, test.inputs, test.y
     pred, heads, logits = _predict(model, method, xte)

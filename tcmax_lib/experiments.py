@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 from scipy import stats
 
+from . import checks
 from .data.splits import Splits
 from .diagnostics import linear_probe, report
 from .methods import make_method
@@ -56,6 +57,7 @@ def run(method: str | Method, splits: Splits, model_fn: ModelFn, config: TrainCo
         raise ValueError("the test split is empty: nothing to report after training. Use a split with test data.")
     train = splits.train if max_train is None else splits.train.stratified_subset(max_train, seed=config.seed)
     model = model_fn(config.seed)
+    checks.check_split(model, splits.test, "test")                      # before training, not after it
     model, history = fit(model, meth, train, splits.val, config)
     num_classes = splits.meta.get("num_classes") or int(splits.train.y.max()) + 1
     metrics = report(model, meth, train, splits.test, num_classes, names)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from . import distributed
+from . import checks, distributed
 
 
 @dataclass
@@ -39,7 +39,7 @@ class TCMaxOutput:
     tc_estimate: torch.Tensor
 
 
-def _check_logits(logits: Sequence[torch.Tensor], labels: torch.Tensor) -> tuple[int, int]:
+def _check_logits(logits: Sequence[torch.Tensor], labels: torch.Tensor) -> tuple[int, int, torch.Tensor]:
     if len(logits) < 1:
         raise ValueError("tcmax_loss needs at least one per-modality logit tensor.")
     b, c = logits[0].shape[-2:] if logits[0].ndim == 2 else (None, None)
@@ -47,22 +47,25 @@ def _check_logits(logits: Sequence[torch.Tensor], labels: torch.Tensor) -> tuple
         if lg.ndim != 2 or lg.shape != logits[0].shape:
             raise ValueError(f"logits[{m}] has shape {tuple(lg.shape)}; every modality needs the same [B, C] "
                              f"shape (got {tuple(logits[0].shape)} for modality 0).")
-    if labels.shape != (b,):
-        raise ValueError(f"labels must have shape [B]=({b},), got {tuple(labels.shape)}.")
-    _check_labels(labels, c)
-    return b, c
+    if not torch.is_tensor(labels) or labels.shape != (b,):
+        raise ValueError(f"labels must have shape [B]=({b},), got {tuple(getattr(labels, 'shape', ()))}.")
+    return b, c, _check_labels(labels, c, logits)
 
 
-def _check_labels(labels: torch.Tensor, num_classes: int) -> None:
-    """Integer class indices in [0, C) for a non-empty batch; a clear error otherwise."""
+def _check_labels(labels: torch.Tensor, num_classes: int, logits: Sequence[torch.Tensor] = ()) -> torch.Tensor:
+    """Labels as int64 indices in [0, C) of a non-empty batch (any integer dtype), and finite logits; else an error.
+
+    The promise of these losses: finite for any finite logits. A NaN/inf logit is refused here rather
+    than turned into a NaN loss (one host sync for all modalities).
+    """
     if labels.numel() == 0:
         raise ValueError("the batch is empty: TCMax needs at least one sample (B >= 1).")
-    if labels.dtype not in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8):
-        raise ValueError(f"labels must be integer class indices, got dtype {labels.dtype}; use labels.long().")
-    lo, hi = int(labels.min()), int(labels.max())
-    if lo < 0 or hi >= num_classes:
-        raise ValueError(f"labels must lie in [0, {num_classes - 1}] for {num_classes} classes, got values in "
-                         f"[{lo}, {hi}]: check the label encoding or the head's number of classes.")
+    labels = checks.class_labels(labels, num_classes)
+    if logits and not bool(torch.stack([torch.isfinite(lg).all() for lg in logits]).all()):
+        bad = [m for m, lg in enumerate(logits) if not bool(torch.isfinite(lg).all())]
+        raise ValueError(f"logits of modality {bad} hold NaN/inf; the TCMax loss is finite only for finite logits. "
+                         "The model diverged (lower the learning rate) or its input holds NaN/inf (clean the data).")
+    return labels
 
 
 def _upcast(t: torch.Tensor) -> torch.Tensor:
@@ -104,7 +107,7 @@ def tcmax_loss(logits: Sequence[torch.Tensor], labels: torch.Tensor, label_prior
     With a process `group` (torch.distributed) the loss is that of the global batch: only the [M, C]
     per-class logsumexps, the positive sum and the batch size are communicated (see `distributed`).
     """
-    b, c = _check_logits(logits, labels)
+    b, c, labels = _check_logits(logits, labels)
     m = len(logits)
     stacked = torch.stack([_upcast(lg) for lg in logits])                # [M, B, C]
     positive = stacked.gather(2, labels.view(1, b, 1).expand(m, b, 1))   # [M, B, 1]
@@ -138,16 +141,13 @@ def tcmax_loss_pairwise(head: Callable[[torch.Tensor, torch.Tensor], torch.Tenso
     if zv.shape[0] != b or labels.shape != (b,):
         raise ValueError(f"batch sizes differ: za {tuple(za.shape)}, zv {tuple(zv.shape)}, "
                          f"labels {tuple(labels.shape)}.")
-    if not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size={chunk_size!r}: use a positive number of rows per chunk (e.g. 64).")
+    chunk_size = checks.integer(chunk_size, "chunk_size", hint="rows of modality 1 per chunk, e.g. 64")
     if b == 0:
         raise ValueError("the batch is empty: TCMax needs at least one sample (B >= 1).")
     fused = _upcast(head(za, zv))                                        # [B, C] aligned pairs
-    if fused.ndim != 2 or fused.shape[0] != b:
-        raise ValueError(f"the head returned shape {tuple(fused.shape)} for a batch of {b}; it must return "
-                         f"logits [B, C] = [{b}, num_classes].")
+    _check_head_output(fused, b)
     c = fused.shape[1]
-    _check_labels(labels, c)
+    labels = _check_labels(labels, c, [fused])
     pos_sum = fused.gather(1, labels[:, None]).sum()
     log_q = log_label_prior(labels, c, label_prior, fused.dtype, group)  # [C]
     if group is not None:
@@ -192,6 +192,8 @@ def tcmax_loss_sampled(head: Callable[[torch.Tensor, torch.Tensor], torch.Tensor
     gathered and every rank scores the same N pairs of the global batch: the generator (or the
     global RNG) must be in the same state on every rank, as `fit` ensures by seeding each rank alike.
     """
+    if num_negatives is not None:
+        num_negatives = checks.integer(num_negatives, "num_negatives", None, "sampled pairs; None or <= 0: exact")
     if num_negatives is None or num_negatives <= 0:
         return tcmax_loss_pairwise(head, feats, labels, chunk_size=chunk_size, label_prior=label_prior, group=group)
     if len(feats) != 2:
@@ -208,17 +210,27 @@ def tcmax_loss_sampled(head: Callable[[torch.Tensor, torch.Tensor], torch.Tensor
         labels = distributed.gather_cat(labels, group)
         b = za.shape[0]
     fused = _upcast(head(za, zv))                                        # [B, C] aligned pairs
+    _check_head_output(fused, b)
     c = fused.shape[1]
-    _check_labels(labels, c)
+    labels = _check_labels(labels, c, [fused])
     positive = fused.gather(1, labels[:, None]).mean()
     dev = generator.device if generator is not None else za.device
     j = torch.randint(0, b, (num_negatives,), generator=generator, device=dev).to(za.device)   # [N]
     k = torch.randint(0, b, (num_negatives,), generator=generator, device=dev).to(za.device)   # [N]
     neg = _upcast(head(za[j], zv[k]))                                    # [N, C]
+    if neg.shape != (num_negatives, c):
+        raise ValueError(f"the head returned shape {tuple(neg.shape)} for {num_negatives} sampled pairs; it must "
+                         f"return [N, C] = [{num_negatives}, {c}] (one row of logits per pair, as for the batch).")
     log_q = log_label_prior(labels, c, label_prior, neg.dtype)           # [C]
     log_norm = torch.logsumexp((neg + log_q).flatten(), 0) - math.log(num_negatives)
     loss = -positive + log_norm
     return TCMaxOutput(loss=loss, tc_estimate=-loss.detach())
+
+
+def _check_head_output(fused: torch.Tensor, b: int) -> None:
+    if not torch.is_tensor(fused) or fused.ndim != 2 or fused.shape[0] != b:
+        raise ValueError(f"the head returned shape {tuple(getattr(fused, 'shape', ()))} for a batch of {b}; it must "
+                         f"return logits [B, C] = [{b}, num_classes].")
 
 
 def tc_estimate_cap(batch_size: int, num_classes: int, num_modalities: int = 2) -> float:

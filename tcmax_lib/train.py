@@ -11,7 +11,7 @@ aliasing bug) and restored at the end.
 from __future__ import annotations
 
 import copy
-import math
+import dataclasses
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -21,7 +21,8 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from . import distributed
+from . import checks, distributed
+from .checks import TrainingDivergedError
 from .data.splits import Split
 from .methods.base import Method
 from .models import MultimodalClassifier
@@ -48,41 +49,19 @@ class TrainConfig:
     # on-device augmentation of a batch: augment(inputs, generator) -> inputs; the generator is seeded by `seed`
     augment: Callable | None = field(default=None, repr=False)
 
-
-class TrainingDivergedError(RuntimeError):
-    """Training produced a non-finite (or exploding) quantity; raised at the first step where it happens (nb 03)."""
-
-
-def _diverged(epoch: int, step: int, what: str, cfg: TrainConfig) -> TrainingDivergedError:
-    return TrainingDivergedError(
-        f"epoch {epoch}, step {step}: {what}. Training was stopped before the weights were used. Fix: "
-        + ("clean the data (drop or impute the non-finite samples)" if "input" in what else
-           f"lower the learning rate (now {cfg.lr:g}), or check the method's settings")
-        + "; set TrainConfig(check_finite=False) only to reproduce the failure.")
-
-
-def _check_step(model: MultimodalClassifier, batch: list[torch.Tensor], loss: torch.Tensor, cfg: TrainConfig,
-                epoch: int, step: int, after_backward: bool) -> None:
-    """Raise TrainingDivergedError naming the first non-finite quantity of a step: input, loss or gradient."""
-    if not after_backward:
-        value = float(loss.detach())
-        ok = math.isfinite(value) and abs(value) <= cfg.max_abs_loss
-        if distributed.all_true(ok):                                  # every process must stop together
-            return
-        if ok:
-            raise _diverged(epoch, step, "another process of the distributed job had a non-finite loss", cfg)
-        for m, x in enumerate(batch):
-            if x.is_floating_point() and not bool(torch.isfinite(x).all()):
-                rows = (~torch.isfinite(x.flatten(1))).any(1).nonzero().squeeze(1)[:5].tolist()
-                raise _diverged(epoch, step, f"input {m} holds NaN/inf (batch rows {rows})", cfg)
-        what = (f"the loss is {value:.3g} (|loss| > max_abs_loss={cfg.max_abs_loss:g})" if math.isfinite(value)
-                else f"the loss is {value}")
-        raise _diverged(epoch, step, what, cfg)
-    named = [(n, p.grad) for n, p in model.named_parameters() if p.grad is not None]
-    norms = torch._foreach_norm([g for _, g in named])
-    ok = torch.isfinite(torch.stack(norms))
-    if not bool(ok.all()):
-        raise _diverged(epoch, step, f"the gradient of {named[int((~ok).nonzero()[0])][0]} is not finite", cfg)
+    def __post_init__(self) -> None:  # every setting checked when the config is built, before any work
+        self.epochs, self.batch_size = checks.integer(self.epochs, "epochs"), checks.integer(self.batch_size,
+                                                                                               "batch_size")
+        self.lr = checks.real(self.lr, "lr", positive=True)              # lr=0 would train nothing
+        self.weight_decay = checks.real(self.weight_decay, "weight_decay", minimum=0.0)
+        self.max_abs_loss = checks.real(self.max_abs_loss, "max_abs_loss", positive=True)
+        self.seed = checks.integer(self.seed, "seed", minimum=None)
+        if self.lr_step is not None:                                     # lr_step=-1 would divide lr by 10 each epoch
+            self.lr_step = checks.integer(self.lr_step, "lr_step", hint="epochs between x0.1 steps; None = constant")
+        if self.optimizer not in ("adamw", "sgd"):
+            raise ValueError(f"optimizer {self.optimizer!r} unknown; use 'adamw' or 'sgd'.")
+        if self.augment is not None and not callable(self.augment):
+            raise TypeError(f"augment={self.augment!r} must be a function (inputs, generator) -> inputs, or None.")
 
 
 def autocast(device: torch.device, enabled: bool) -> AbstractContextManager:
@@ -117,23 +96,25 @@ def _nhwc(xs: list[torch.Tensor], on: bool) -> list[torch.Tensor]:
 
 @torch.no_grad()
 def evaluate(model: MultimodalClassifier, method: Method, split: Split, batch_size: int = 64,
-             precision: Precision | None = None, with_loss: bool = True, channels_last: bool = False) -> dict:
+             precision: Precision | None = None, with_loss: bool = True, channels_last: bool = False,
+             check: bool = True) -> dict:
     """Fused and per-modality accuracy and (with_loss) the method's mean loss on a split, one forward pass (nb 03).
 
     For the loss, batches must have the training batch size because batch-level losses such as TCMax
     depend on it; every sample counts for the accuracies, and the loss is the mean over the full-size
     batches (a ragged last batch would be a different objective, so it does not enter the loss).
+    `check` first refuses NaN inputs and bad labels (`checks.check_split`); `fit` checks once, before training.
     """
+    if check:
+        checks.check_split(model, split, "evaluated")
     model.eval()
     device = next(model.parameters()).device
     precision = precision or Precision(device.type, False, "default")
     n = len(split)
-    if n == 0:
-        raise ValueError("evaluate: the split is empty; give it at least one sample.")
     correct, correct_m, losses = 0, None, []
     for start in range(0, n, batch_size):
         xs = _nhwc([x[start:start + batch_size] for x in split.inputs], channels_last)
-        y = split.y[start:start + batch_size]
+        y = split.y[start:start + batch_size].long()
         with precision.autocast():
             out = model(*xs)
             if with_loss and y.shape[0] == batch_size:
@@ -152,9 +133,7 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
     """AdamW or SGD (momentum 0.9) with the config's learning rate and weight decay (notebook 03)."""
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    raise ValueError(f"optimizer {cfg.optimizer!r} unknown; use 'adamw' or 'sgd'.")
+    return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)   # checked: adamw
 
 
 def train_epoch(model: MultimodalClassifier, method: Method, train: Split, opt: torch.optim.Optimizer,
@@ -185,7 +164,7 @@ def train_epoch(model: MultimodalClassifier, method: Method, train: Split, opt: 
 
         def guard(loss: torch.Tensor, after_backward: bool, batch=batch, step=steps) -> None:
             if cfg.check_finite:
-                _check_step(model, batch, loss, cfg, epoch, step, after_backward)
+                checks.check_step(model, batch, loss, cfg.lr, cfg.max_abs_loss, epoch, step, after_backward)
 
         if method.owns_step:                                             # MLA: several optimiser steps per batch
             with precision.autocast():
@@ -225,10 +204,6 @@ def _check_distributed(method: Method, cfg: TrainConfig) -> None:
 
 def _check_config(cfg: TrainConfig, train: Split, val: Split) -> None:
     """Refuse settings that would train nothing or evaluate nothing, before any work is done."""
-    if cfg.epochs < 1:
-        raise ValueError(f"TrainConfig.epochs={cfg.epochs}: train for at least one epoch.")
-    if cfg.batch_size < 1:
-        raise ValueError(f"TrainConfig.batch_size={cfg.batch_size}: use a positive batch size.")
     if len(train) < cfg.batch_size:
         raise ValueError(f"the training split has {len(train)} samples, fewer than batch_size={cfg.batch_size}: no "
                          f"optimiser step would be taken. Use batch_size <= {len(train)} or more training data.")
@@ -247,9 +222,13 @@ def fit(model: MultimodalClassifier, method: Method, train: Split, val: Split, c
     and `best_epoch`. Randomness inside training (batch order, a method's noise) comes from
     `cfg.seed`; the caller's global RNG state is left as it was.
     """
-    device = torch.device(cfg.device)
+    device = checks.device(cfg.device, "TrainConfig.device")
     precision = trainer_precision(model, cfg)                           # fails early on a bad TCMAX_PRECISION
     _check_config(cfg, train, val)
+    if cfg.check_finite:                                                 # every split once, before any step
+        for what, split in (("training", train), ("validation", val)):
+            checks.check_split(model.to(device), split, what)
+    train, val = (dataclasses.replace(sp, y=sp.y.long()) for sp in (train, val))   # any integer dtype, once
     nhwc = _channels_last(model, cfg)
     model.to(device)
     if nhwc:
@@ -280,8 +259,8 @@ def fit(model: MultimodalClassifier, method: Method, train: Split, val: Split, c
             # val: accuracies and the loss at the training batch size, from the same forward pass.
             # Under torchrun every process evaluates the whole split locally: identical everywhere.
             with distributed.local():
-                tr = evaluate(model, method, train, 1024, precision, False, nhwc)
-                va = evaluate(model, method, val, cfg.batch_size, precision, True, nhwc)
+                tr = evaluate(model, method, train, 1024, precision, False, nhwc, check=False)
+                va = evaluate(model, method, val, cfg.batch_size, precision, True, nhwc, check=False)
                 row.update({**{f"train_{k}": v for k, v in tr.items()}, **{f"val_{k}": v for k, v in va.items()}})
             if on_epoch_end is not None:
                 row.update(on_epoch_end(epoch, model))

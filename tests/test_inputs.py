@@ -1,0 +1,184 @@
+"""No silent failure, round 2 (issue #24): the loss, the trainer and the experiment layer validate their inputs.
+
+Each test here failed before the fix: the case trained or evaluated silently, or died in a raw torch error.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from tcmax_lib import checks, experiments, losses, methods, models
+from tcmax_lib.data.splits import Split, Splits
+from tcmax_lib.train import TrainConfig, evaluate, fit
+
+INT_DTYPES = [torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64]
+
+
+def _toy(n: int, seed: int = 0, classes: int = 2) -> Split:
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, classes, (n,), generator=g)
+    xa = torch.randn(n, 4, generator=g) + y[:, None].float()
+    xv = torch.randn(n, 4, generator=g) + y[:, None].float()
+    return Split((xa, xv), y)
+
+
+def _model(classes: int = 2):
+    return models.mlp_pair_model([4, 4], classes, "concat", hidden=8, feat=4, seed=0)
+
+
+CFG = TrainConfig(epochs=1, batch_size=16, progress=False)
+
+
+# ----------------------------------------------------------------------------- defect 3: NaN in val / test
+def test_nan_in_the_validation_split_is_refused_before_training():
+    val = _toy(32, seed=1)
+    val.inputs[0][[4, 9]] = float("nan")
+    with pytest.raises(ValueError, match=r"the validation split: modality 0 holds NaN/inf in 2 of 32 rows "
+                                         r"\(first rows \[4, 9\]\)"):
+        fit(_model(), methods.Joint(), _toy(64), val, CFG)
+
+
+def test_nan_in_the_test_split_is_refused_before_training():
+    test = _toy(32, seed=2)
+    test.inputs[1][:] = float("nan")
+    splits = Splits(_toy(64), _toy(32, seed=1), test)
+    trained = []
+    with pytest.raises(ValueError, match=r"the test split: modality 1 holds NaN/inf in 32 of 32 rows"):
+        experiments.run("joint", splits, lambda seed: trained.append(seed) or _model(), CFG)
+    assert trained == [0]                                                # the model was built, never trained
+
+
+def test_evaluate_refuses_nan_inputs():
+    split = _toy(16)
+    split.inputs[0][0, 0] = float("inf")
+    with pytest.raises(ValueError, match="the evaluated split: modality 0 holds NaN/inf in 1 of 16 rows"):
+        evaluate(_model(), methods.Joint(), split)
+
+
+# ----------------------------------------------------------------------------- defect 4: labels in the trainer
+@pytest.mark.parametrize("method", ["joint", "tcmax", "ogm_ge", "unimodal"])
+@pytest.mark.parametrize("bad,message", [
+    ("ignore", r"got values in \[-100, 1\] \(-100 is cross-entropy's ignore index"),
+    ("range", r"must lie in \[0, 1\] for 2 classes, got values in \[0, 5\]"),
+    ("float", r"must be integer class indices .* got dtype torch.float32"),
+    ("column", r"must have shape \[N\], got \(64, 1\)"),
+])
+def test_bad_training_labels_are_refused_by_every_method(method, bad, message):
+    train = _toy(64)
+    y = {"ignore": train.y.masked_fill(torch.arange(64) % 2 == 0, -100),
+         "range": train.y * 5, "float": train.y.float(), "column": train.y[:, None]}[bad]
+    with pytest.raises(ValueError, match=message):                      # (Split accepts [N, 1] labels)
+        fit(_model(), methods.make_method(method), Split(train.inputs, y), _toy(32, seed=1), CFG)
+
+
+def test_bad_validation_labels_are_refused_too():
+    val = _toy(32, seed=1)
+    val = Split(val.inputs, val.y + 2)
+    with pytest.raises(ValueError, match=r"the validation split's labels must lie in \[0, 1\]"):
+        fit(_model(), methods.Joint(), _toy(64), val, CFG)
+
+
+# ----------------------------------------------------------------------------- defect 5: every integer dtype
+@pytest.mark.parametrize("dtype", INT_DTYPES)
+@pytest.mark.parametrize("method", ["joint", "tcmax"])
+def test_every_integer_label_dtype_trains_like_int64(dtype, method):
+    train, val = _toy(64), _toy(32, seed=1)
+    ref = fit(_model(), methods.make_method(method), train, val, CFG)[1]
+    got = fit(_model(), methods.make_method(method), Split(train.inputs, train.y.to(dtype)),
+              Split(val.inputs, val.y.to(dtype)), CFG)[1]
+    assert got["train_loss"].tolist() == ref["train_loss"].tolist()
+    assert got["val_acc"].tolist() == ref["val_acc"].tolist()
+
+
+@pytest.mark.parametrize("dtype", INT_DTYPES)
+def test_the_loss_accepts_every_integer_dtype(dtype):
+    g = torch.Generator().manual_seed(0)
+    logits = [torch.randn(8, 3, generator=g) for _ in range(2)]
+    y = torch.randint(0, 3, (8,), generator=g)
+    ref = losses.tcmax_loss(logits, y).loss
+    assert torch.equal(losses.tcmax_loss(logits, y.to(dtype)).loss, ref)
+    head = models.ConcatHead([3, 3], 3)
+    pair = losses.tcmax_loss_pairwise(head, logits, y.to(dtype)).loss
+    assert torch.allclose(pair, losses.tcmax_loss_pairwise(head, logits, y).loss)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bool, torch.float64])
+def test_the_loss_and_the_trainer_refuse_the_same_dtypes_with_one_message(dtype):
+    y = torch.tensor([0, 1, 1, 0]).to(dtype)
+    with pytest.raises(ValueError, match=f"must be integer class indices .* got dtype {dtype}"):
+        losses.tcmax_loss([torch.randn(4, 2), torch.randn(4, 2)], y)
+    with pytest.raises(ValueError, match=f"must be integer class indices .* got dtype {dtype}"):
+        checks.class_labels(y, 2)
+
+
+# ----------------------------------------------------------------------------- defect 6: configs
+@pytest.mark.parametrize("change,error,message", [
+    ({"lr_step": -1}, ValueError, "lr_step=-1 must be at least 1"),
+    ({"lr_step": 0}, ValueError, "lr_step=0 must be at least 1 .*None = constant"),
+    ({"lr": 0.0}, ValueError, "lr=0 must be positive"),
+    ({"lr": float("nan")}, ValueError, "lr=nan must be a finite number"),
+    ({"lr": "1e-3"}, TypeError, "lr='1e-3' .* must be a number"),
+    ({"epochs": 2.5}, TypeError, r"epochs=2.5 \(float\) must be a whole number"),
+    ({"epochs": 0}, ValueError, "epochs=0 must be at least 1"),
+    ({"batch_size": 16.0}, TypeError, r"batch_size=16.0 \(float\) must be a whole number"),
+    ({"batch_size": 0}, ValueError, "batch_size=0 must be at least 1"),
+    ({"epochs": True}, TypeError, "epochs=True"),
+    ({"weight_decay": -1e-4}, ValueError, "weight_decay=-0.0001 must be at least 0"),
+    ({"optimizer": "adam"}, ValueError, "optimizer 'adam' unknown"),
+    ({"augment": "flip"}, TypeError, "augment='flip' must be a function"),
+])
+def test_nonsensical_configs_are_refused_when_built(change, error, message):
+    with pytest.raises(error, match=message):
+        TrainConfig(**change)
+
+
+def test_numpy_integers_are_numbers():
+    cfg = TrainConfig(epochs=np.int64(2), batch_size=np.int32(16), lr=np.float32(1e-3), lr_step=np.int64(1))
+    assert (type(cfg.epochs), type(cfg.batch_size), type(cfg.lr)) == (int, int, float)
+    out = losses.tcmax_loss_pairwise(models.ConcatHead([2, 2], 2), [torch.randn(4, 2), torch.randn(4, 2)],
+                                     torch.tensor([0, 1, 0, 1]), chunk_size=np.int64(2))
+    assert math.isfinite(float(out.tc_estimate))
+
+
+def test_a_cuda_device_on_a_cpu_build_is_refused_with_the_fix():
+    if torch.backends.cuda.is_built() and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(RuntimeError, match="TrainConfig.device='cuda'.* (no CUDA support|sees no GPU)"):
+        fit(_model(), methods.Joint(), _toy(64), _toy(32, seed=1), TrainConfig(epochs=1, batch_size=16,
+                                                                                device="cuda", progress=False))
+
+
+# ----------------------------------------------------------------------------- numerics and heads of the loss
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan")])
+def test_a_non_finite_logit_is_refused_not_turned_into_a_nan_loss(value):
+    logits = [torch.randn(8, 3), torch.randn(8, 3)]
+    logits[1][2, 0] = value
+    with pytest.raises(ValueError, match=r"logits of modality \[1\] hold NaN/inf; the TCMax loss is finite only"):
+        losses.tcmax_loss(logits, torch.randint(0, 3, (8,)))
+
+
+def test_the_loss_is_finite_for_huge_finite_logits():
+    logits = [torch.full((8, 3), 3e38), torch.full((8, 3), -3e38)]
+    logits[0][0, 1] = -3e38
+    assert math.isfinite(float(losses.tcmax_loss(logits, torch.randint(0, 3, (8,))).loss))
+
+
+def test_sampled_negatives_check_the_count_and_the_head_shape():
+    head = models.ConcatHead([4, 4], 3)
+    za, zv, y = torch.randn(6, 4), torch.randn(6, 4), torch.tensor([0, 1, 2, 0, 1, 2])
+    with pytest.raises(TypeError, match=r"num_negatives=16.0 \(float\) must be a whole number"):
+        losses.tcmax_loss_sampled(head, [za, zv], y, 16.0)
+    calls = []
+
+    def short_head(a, v):                                                # right on the batch, wrong on the negatives
+        calls.append(len(a))
+        return head(a, v) if len(calls) == 1 else head(a, v)[:-1]
+
+    with pytest.raises(ValueError, match=r"the head returned shape \(15, 3\) for 16 sampled pairs"):
+        losses.tcmax_loss_sampled(short_head, [za, zv], y, 16)
+    with pytest.raises(ValueError, match=r"the head returned shape \(6,\) for a batch of 6"):
+        losses.tcmax_loss_sampled(lambda a, v: head(a, v)[:, 0], [za, zv], y, 16)
