@@ -178,3 +178,27 @@ def check_step(model: torch.nn.Module, batch: Sequence[torch.Tensor], loss: torc
     ok = torch.isfinite(torch.stack(norms))
     if not bool(ok.all()):
         raise _diverged(epoch, step, f"the gradient of {named[int((~ok).nonzero()[0])][0]} is not finite", lr)
+
+
+def check_estimates(values: Sequence[torch.Tensor], names: Sequence[str], step: int, lr: float,
+                    inputs: Sequence[torch.Tensor] = (), max_abs: float = 1e6) -> None:
+    """Raise TrainingDivergedError before a step's update when an estimate is NaN/inf or beyond `max_abs` nats (nb 01).
+
+    One host sync for all estimates. The error names the step, the estimator and, when an input row
+    is NaN/inf, that row; the critics keep the weights they had before this step.
+    """
+    got = torch.stack([v.detach().float() for v in values]).tolist()
+    bad = [(n, v) for n, v in zip(names, got) if not (math.isfinite(v) and abs(v) <= max_abs)]
+    if not bad:
+        return
+    for m, z in enumerate(inputs):
+        rows = (~torch.isfinite(z.reshape(z.shape[0], -1))).any(1).nonzero().squeeze(1)
+        if len(rows):
+            cause = f"input {m} of the batch holds NaN/inf (rows {rows[:5].tolist()}). Fix: clean the sampler's data"
+            break
+    else:
+        cause = f"the critic diverged. Fix: lower the learning rate (now lr={lr:g})"
+    what = ", ".join(f"{n} = {v:.3g}" for n, v in bad)
+    raise TrainingDivergedError(f"step {step}: estimate {what} (NaN/inf or |estimate| > {max_abs:g} nats): {cause}. "
+                                "Training stopped before this step's update: the critics keep their last finite "
+                                "weights.")

@@ -182,3 +182,49 @@ def test_sampled_negatives_check_the_count_and_the_head_shape():
         losses.tcmax_loss_sampled(short_head, [za, zv], y, 16)
     with pytest.raises(ValueError, match=r"the head returned shape \(6,\) for a batch of 6"):
         losses.tcmax_loss_sampled(lambda a, v: head(a, v)[:, 0], [za, zv], y, 16)
+
+
+# ----------------------------------------------------------------------------- defect 7: estimator loops
+def _params(module: torch.nn.Module) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in module.parameters()]
+
+
+def test_one_nan_sample_stops_tcne_before_it_spoils_the_critic():
+    from tcmax_lib.info import critics
+    from tcmax_lib.info import training as E
+    from tcmax_lib.info.closed_forms import sample_gaussian_modalities
+
+    def critic_and_sampler(nan_at_call: int | None):
+        critic = critics.PairwiseTCCritic([4, 4, 4], hidden=16, embed=4)
+        calls = []
+
+        def sampler(n, tc, g):                                           # clean batches, one NaN sample at a call
+            zs = sample_gaussian_modalities(n, 3, 4, 0.3, generator=g)
+            calls.append(1)
+            if len(calls) == nan_at_call:
+                zs[1][5, 2] = float("nan")
+            return zs
+        with torch.no_grad():                                            # the same start for both runs
+            for k, p in enumerate(critic.parameters()):
+                p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(k)) * 0.1)
+        return critic, sampler
+
+    clean, sampler = critic_and_sampler(None)
+    E.train_tc_estimator(clean, [0.5] * 3, dim=4, batch_size=8, progress=False, sampler=sampler)
+    spoilt, sampler = critic_and_sampler(4)
+    with pytest.raises(checks.TrainingDivergedError,
+                       match=r"step 3: estimate TCNE = nan .* input 1 of the batch holds NaN/inf \(rows \[5\]\)"):
+        E.train_tc_estimator(spoilt, [0.5] * 10, dim=4, batch_size=8, progress=False, sampler=sampler)
+    # the critic keeps the weights of the 3 clean steps: the NaN step changed nothing
+    assert all(torch.equal(a, b) for a, b in zip(_params(spoilt), _params(clean)))
+
+
+@pytest.mark.parametrize("bound", ["dv", "nwj", "infonce", "smile", "mine"])
+def test_an_exploding_estimator_stops_with_the_step_and_a_fix(bound):
+    from tcmax_lib.info import training as E
+
+    specs = E.make_estimators([bound], critic="concat", dim=5, hidden=32)
+    with pytest.raises(checks.TrainingDivergedError,
+                       match=rf"step \d+: estimate {bound} = .*lower the learning rate \(now lr=500\)"):
+        E.train_estimators(specs, np.full(300, 4.0), dim=5, batch_size=16, lr=500.0, progress=False)
+    assert all(bool(torch.isfinite(p).all()) for p in specs[0].critic.parameters())

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..checks import check_estimates
 from ..runtime import Precision, pick_precision, progress_off, seeded
 from . import bounds
 from .closed_forms import (
@@ -107,7 +108,7 @@ def compile_critic(critic: nn.Module, x: torch.Tensor, y: torch.Tensor, prec: Pr
 def train_estimators(specs: Sequence[EstimatorSpec], true_values: np.ndarray, dim: int = 20,
                      batch_size: int = 64, lr: float = 5e-4, seed: int = 0, device: str | torch.device = "cpu",
                      cubic: bool = False, progress: bool = True, precision: str | Precision | None = None,
-                     batched: bool | None = None, compile: bool = False) -> pd.DataFrame:
+                     batched: bool | None = None, compile: bool = False, check_finite: bool = True) -> pd.DataFrame:
     """Train every estimator on fresh correlated-Gaussian batches whose MI follows `true_values`.
 
     All critics see the same batch each step and share one Adam optimiser (their losses are
@@ -117,7 +118,8 @@ def train_estimators(specs: Sequence[EstimatorSpec], true_values: np.ndarray, di
     (K^2 pairs a step); separable critics measured slower in bf16 there (`Precision.unless_small`).
     `batched=True` evaluates all critics as one vmapped call (`StackedCritics`); None picks it on CUDA
     only: on CPU it measured slower (benchmarks/bench_estimators.py). Values stay on the device until
-    the end: the only per-step host sync is MINE's finite check of its moving average. `compile=True`
+    the end; the per-step host syncs are `check_estimates` (`check_finite`: a NaN/inf or exploding
+    estimate stops training before the update) and MINE's finite check of its moving average. `compile=True`
     runs each critic through `torch.compile` (`compile_critic`; eager where that fails); its compile time
     is in the frame's `attrs["compile_s"]`.
     Returns a tidy frame: step, estimator, estimate, true, joint, log_partition. Introduced in notebook 01.
@@ -154,6 +156,8 @@ def train_estimators(specs: Sequence[EstimatorSpec], true_values: np.ndarray, di
             with torch.no_grad():
                 rows.append(torch.stack([value, scores.diagonal().mean(), bounds.logmeanexp_offdiag(scores)]))
         trace[step] = torch.stack(rows).detach()                          # [E, 3]: one write a step
+        if check_finite:
+            check_estimates([r[0] for r in rows], [s.name for s in specs], step, lr, (x, y))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -237,13 +241,14 @@ def train_tc_estimator(critic: nn.Module, true_values: np.ndarray, num_vars: int
                        batch_size: int = 64, lr: float = 5e-4, seed: int = 0,
                        device: str | torch.device = "cpu", progress: bool = True,
                        sampler: Callable | None = None, negatives: int | None = None,
-                       name: str = "TCNE") -> pd.DataFrame:
+                       name: str = "TCNE", check_finite: bool = True) -> pd.DataFrame:
     """Train a PairwiseTCCritic with the TCNE bound on a TC staircase (notebook 02).
 
     `true_values` is the TC per step. Batches come from `sample_gaussian_modalities` (equicorrelated
     coordinates) unless `sampler(n, tc, generator)` is given. The negatives are all K!/(K-M)! tuples of
     distinct indices (`negatives=None`, a [K]^M score tensor) or `negatives` such tuples drawn uniformly
-    each step (for M >= 4, where the full tensor is too large).
+    each step (for M >= 4, where the full tensor is too large). `check_finite` stops training before
+    the update of a step whose estimate is NaN/inf or exploding (`check_estimates`), naming a bad input row.
     """
     device = torch.device(device)
     critic.to(device).train()
@@ -261,6 +266,8 @@ def train_tc_estimator(critic: nn.Module, true_values: np.ndarray, num_vars: int
         else:
             index = bounds.sample_distinct_tuples(batch_size, num_vars, negatives, gen)        # [N, M]
             value = bounds.tcne_bound(critic.score_tuples(zs, aligned), critic.score_tuples(zs, index))
+        if check_finite:
+            check_estimates([value], [name], step, lr, zs)
         opt.zero_grad(set_to_none=True)
         (-value).backward()
         opt.step()
