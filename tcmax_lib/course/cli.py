@@ -18,7 +18,66 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import tempfile
 from pathlib import Path
+
+SEEDS = [0, 3141, 5926, *range(1, 100)]    # the paper's scripts: 0, 3141, 5926; then 1, 2, ...
+
+
+def _count(minimum: int, maximum: int | None = None):
+    """An argparse type: a whole number in [minimum, maximum]; argparse names the option in its error."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            raise argparse.ArgumentTypeError(f"{value} is outside [{minimum}, {maximum if maximum else 'inf'}]")
+        return value
+    parse.__name__ = "whole number"
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (value > 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"{text} must be a positive finite number")
+    return value
+
+
+def check_output_path(path: str | Path) -> Path:
+    """Refuse an output file path that cannot be written, before any work: a folder, a file as parent, no access."""
+    out = Path(path).expanduser()
+    if out.is_dir():
+        raise SystemExit(f"--out {path}: is a folder; give a file name, e.g. {out / 'results.csv'}.")
+    parent = out.parent
+    for folder in (parent, *parent.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise SystemExit(f"--out {path}: {folder} is a file, so no folder can be made there; choose another "
+                                 "path.")
+            break
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=".tcmax-write-test-"):
+            pass
+    except OSError as exc:
+        raise SystemExit(f"--out {path}: cannot write in {parent} ({exc.strerror}); choose a writable folder.") \
+            from None
+    return out
+
+
+def write_csv_atomically(frame, out: Path) -> None:
+    """Write a DataFrame to `out` through a temporary file renamed into place: never half a CSV."""
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        frame.to_csv(tmp, index=False)
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _series(args: argparse.Namespace) -> None:
@@ -27,8 +86,8 @@ def _series(args: argparse.Namespace) -> None:
 
     os.environ.setdefault("TQDM_DISABLE", "0")
     selected = series.notebooks(args.only)
-    if not selected:
-        raise SystemExit(f"no notebook matches {args.only!r}")
+    if args.only is not None:
+        print(f"--only {args.only!r} selects: {', '.join(nb.name for nb in selected)}")
     timings = {}
     for nb in selected:
         if args.command == "sync-book":
@@ -94,6 +153,16 @@ def _cremad(args: argparse.Namespace) -> None:
     if args.command == "download":
         cd.download(cd.subset(args.subset))
         return
+    if args.command == "train":                                          # every argument checked before any work
+        from ..models import HEADS
+
+        out = check_output_path(args.out)
+        methods = list(METHODS) if args.method == "all" else args.method.split(",")
+        unknown = sorted(set(methods) - set(METHODS))
+        if unknown:
+            raise SystemExit(f"unknown method(s) {unknown}; choose from {sorted(METHODS)} or 'all'.")
+        if args.head not in HEADS:
+            raise SystemExit(f"--head {args.head!r} unknown; choose from {sorted(HEADS)}.")
     data = prepare(args.subset, args.preset, args.split, args.frame_size, workers=args.workers)
     if args.command == "preprocess":
         print(data.sizes())
@@ -112,22 +181,17 @@ def _cremad(args: argparse.Namespace) -> None:
     cfg = TrainConfig(epochs=args.epochs, batch_size=min(args.batch_size, len(data.train)), lr=args.lr,
                       optimizer="sgd", lr_step=args.lr_step or None, device=device, progress=True,
                       augment=augment_batch, precision=args.precision)
-    seeds = [0, 3141, 5926, *range(1, 100)][: args.seeds]  # the paper's scripts: 0, 3141, 5926
+    seeds = SEEDS[: args.seeds]
 
     def report(method: str, seed: int, res) -> None:
         if distributed.rank() == 0:
             m = res.metrics
             print(f"{method} seed {seed}: test acc {m['acc']:.4f} (best val epoch {m['best_epoch']})")
 
-    methods = list(METHODS) if args.method == "all" else args.method.split(",")
-    unknown = sorted(set(methods) - set(METHODS))
-    if unknown:
-        raise SystemExit(f"unknown method(s) {unknown}; choose from {sorted(METHODS)} or 'all'.")
     results, _ = run_table(methods, seeds, data, make_model, args.head, cfg, keep="none", on_run=report)
     if distributed.rank() != 0:                                          # under torchrun only rank 0 writes
         return
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    results.to_csv(args.out, index=False)
+    write_csv_atomically(results, out)
     print(summarize(results, ("acc", "acc_audio_head", "acc_visual_head", "js", "entropy_ratio"), ci=0.95).to_string())
 
 
@@ -142,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "Colab badge and set-up cell and the committed-figure cells")
     s.add_argument("--full", action="store_true", help="FULL mode (default FAST)")
     s.add_argument("--only", default=None, help="only notebooks whose file name contains this")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=_count(0), default=0)
     s.add_argument("--no-publish", dest="publish", action="store_false",
                    help="do not write results/ (FULL: results/<notebook>.json; FAST: results/fast_timings.json)")
     s.set_defaults(func=_series)
@@ -156,15 +220,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--subset", default="offline", choices=["offline", "teaching", "actors20", "all"])
     c.add_argument("--preset", default="ogm", choices=["ogm", "tcmax"])
     c.add_argument("--split", default="ogm", choices=["ogm", "speaker"])
-    c.add_argument("--frame-size", type=int, default=None)
-    c.add_argument("--workers", type=int, default=None)
+    c.add_argument("--frame-size", type=_count(1), default=None)
+    c.add_argument("--workers", type=_count(1), default=None)
     c.add_argument("--method", default="tcmax", help="a method, a comma list, or 'all' (the table of notebook 07)")
     c.add_argument("--head", default="concat", help="fusion head (MLA and MMPareto always use their own)")
-    c.add_argument("--epochs", type=int, default=100)
-    c.add_argument("--seeds", type=int, default=3)
-    c.add_argument("--batch-size", type=int, default=32)
-    c.add_argument("--lr", type=float, default=1e-3)
-    c.add_argument("--lr-step", type=int, default=70, help="StepLR step in epochs (0: constant learning rate)")
+    c.add_argument("--epochs", type=_count(1), default=100)
+    c.add_argument("--seeds", type=_count(1, len(SEEDS)), default=3, help=f"how many seeds (1-{len(SEEDS)})")
+    c.add_argument("--batch-size", type=_count(1), default=32)
+    c.add_argument("--lr", type=_positive_float, default=1e-3)
+    c.add_argument("--lr-step", type=_count(0), default=70, help="StepLR step in epochs (0: constant learning rate)")
     c.add_argument("--device", default="auto")
     c.add_argument("--precision", default=None, choices=["auto", "fp32", "bf16"],
                    help="default: env TCMAX_PRECISION, else auto (bf16 on CUDA and bf16-capable CPUs)")
@@ -177,7 +241,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `tcmax` console script and of `python -m tcmax_lib`."""
     args = build_parser().parse_args(argv)
-    args.func(args)
+    try:
+        args.func(args)
+    except (ValueError, OSError) as exc:                                 # the library's errors name cause and fix
+        if os.environ.get("TCMAX_TRACEBACK"):
+            raise
+        raise SystemExit(f"tcmax: error: {exc} (set TCMAX_TRACEBACK=1 for the traceback)") from exc
 
 
 if __name__ == "__main__":

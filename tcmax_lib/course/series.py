@@ -12,9 +12,30 @@ from ..runtime import repo_root
 
 
 def notebooks(only: str | None = None) -> list[Path]:
-    """The series' notebooks in order (optionally those whose name contains `only`) (notebook 00)."""
+    """The series' notebooks in order; `only` selects by number or exact name, comma-separated (notebook 00).
+
+    '4', '04', '04_tcmax', '04_tcmax.ipynb' and 'tcmax' each select notebook 04; '04,05' both. A token that
+    matches nothing, or an empty one, is an error listing the notebooks (no substring matching: '0' must
+    not select every notebook).
+    """
     found = sorted((repo_root() / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-    return [p for p in found if only is None or only in p.name]
+    if only is None:
+        return found
+    tokens = [t.strip() for t in str(only).split(",")]
+    names = ", ".join(p.stem for p in found)
+    chosen: set[Path] = set()
+    for token in tokens:
+        hits = [p for p in found if _matches(p, token)] if token else []
+        if not hits:
+            raise ValueError(f"--only {only!r}: {token!r} names no notebook; give numbers or names, e.g. --only 04 "
+                             f"or --only 04,05, from: {names}.")
+        chosen.update(hits)
+    return sorted(chosen)
+
+
+def _matches(nb: Path, token: str) -> bool:
+    number, _, title = nb.stem.partition("_")
+    return token in (nb.name, nb.stem, title) or (token.isdigit() and int(token) == int(number))
 
 
 def execute(nb: Path, out_dir: Path, fast: bool, seed: int = 0, timeout: int = 3600) -> tuple[Path, float]:
