@@ -61,9 +61,27 @@ def all_reduce_sum(t: torch.Tensor, group: dist.ProcessGroup) -> torch.Tensor:
     return gather_stack(t, group).sum(0)
 
 
+def same_shape(t: torch.Tensor, group: dist.ProcessGroup, what: str = "tensor") -> None:
+    """Raise the same ValueError on every process when `t`'s shape differs between them (notebook 04).
+
+    A collective over tensors of different shapes would abort inside the backend (gloo's EnforceNotMet)
+    or hang; one small all-gather of the shapes first turns that into a message.
+    """
+    dims = torch.tensor([t.ndim, *t.shape, *[0] * (8 - t.ndim)], device=comm_device())   # [9]
+    parts = [torch.zeros_like(dims) for _ in range(world_size(group))]
+    dist.all_gather(parts, dims, group=group)
+    shapes = [tuple(p[1:1 + int(p[0])].tolist()) for p in parts]
+    if len(set(shapes)) != 1:
+        raise ValueError(f"the processes hold {what}s of different shapes {shapes} (by rank): every process must "
+                         "use the same model (number of classes, feature sizes) and the same local batch size.")
+
+
 def gather_stack(t: torch.Tensor, group: dist.ProcessGroup) -> torch.Tensor:
-    """Differentiable all-gather of same-shaped tensors: [world, *t.shape] (notebook 04)."""
+    """Differentiable all-gather of same-shaped tensors: [world, *t.shape]; shapes checked first (notebook 04)."""
     import torch.distributed.nn.functional as dfn
+
+    if t.ndim:
+        same_shape(t, group, "per-class logsumexp" if t.ndim == 2 else "tensor")
 
     return torch.stack(dfn.all_gather(t, group=group))
 
@@ -127,12 +145,38 @@ def shard(idx: torch.Tensor) -> torch.Tensor:
     return idx[rank() * per:(rank() + 1) * per]
 
 
+def init_timeout() -> float:
+    """Seconds to wait for the other processes of a job: env TCMAX_DIST_TIMEOUT, else 300 (notebook 04)."""
+    env = os.environ.get("TCMAX_DIST_TIMEOUT", "300")
+    try:
+        value = float(env)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise ValueError(f"TCMAX_DIST_TIMEOUT={env!r} must be a positive number of seconds.")
+    return value
+
+
 def init_from_env(device: torch.device | None = None) -> bool:
-    """Join the job `torchrun` describes in the environment (gloo on CPU, nccl on CUDA); False if none (nb 04)."""
+    """Join the job `torchrun` describes in the environment (gloo on CPU, nccl on CUDA); False if none (nb 04).
+
+    It says what it waits for, and gives up after `init_timeout()` seconds with the likely cause.
+    """
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or (dist.is_available() and dist.is_initialized()):
         return dist.is_available() and dist.is_initialized()
+    import datetime
+
     cuda = device is not None and device.type == "cuda"
     if cuda:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    dist.init_process_group(backend="nccl" if cuda else "gloo")
+    timeout, world = init_timeout(), os.environ["WORLD_SIZE"]
+    where = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
+    print(f"rank {os.environ.get('RANK', '?')}: waiting for the {world} processes of the job at {where}, at most "
+          f"{timeout:.0f} s (TCMAX_DIST_TIMEOUT)", flush=True)
+    try:
+        dist.init_process_group(backend="nccl" if cuda else "gloo", timeout=datetime.timedelta(seconds=timeout))
+    except (RuntimeError, TimeoutError, ValueError) as exc:              # torch's DistStoreError is a RuntimeError
+        raise TimeoutError(f"the {world} processes of the job did not all join at {where} within {timeout:.0f} s "
+                           f"({type(exc).__name__}: {str(exc)[:200]}). Start them together with `torchrun "
+                           f"--nproc_per_node={world} ...`, or unset WORLD_SIZE to run in one process.") from exc
     return True

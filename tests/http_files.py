@@ -14,7 +14,7 @@ class FileHandler(http.server.BaseHTTPRequestHandler):
 
     files: dict = {}
     requests: list = []
-    mode: str = "normal"            # normal | no-length-truncated | bogus-206 | slow
+    mode: str = "normal"            # normal | no-length-truncated | no-length | bogus-206 | slow | drip
     cut_after: int | None = None    # bytes sent before the connection is dropped (once)
     protocol_version = "HTTP/1.0"
 
@@ -43,9 +43,20 @@ class FileHandler(http.server.BaseHTTPRequestHandler):
         self.send_response(206 if start else 200)
         if start:
             self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-        if cls.mode == "no-length-truncated":
+        if cls.mode in ("no-length-truncated", "no-length"):
+            self.end_headers()                              # no Content-Length; truncated: closed early
+            self.wfile.write(body[start:len(body) // 2 if cls.mode == "no-length-truncated" else len(body)])
+            return
+        if cls.mode == "drip":                              # one byte every 0.2 s: each read is quick, the whole slow
+            self.send_header("Content-Length", str(len(body) - start))
             self.end_headers()
-            self.wfile.write(body[start:len(body) // 2])   # no Content-Length, connection closed early
+            try:
+                for i in range(start, min(len(body), start + 100)):
+                    self.wfile.write(body[i:i + 1])
+                    self.wfile.flush()
+                    time.sleep(0.2)
+            except OSError:                                 # the client gave up: that is the point
+                pass
             return
         self.send_header("Content-Length", str(len(body) - start))
         self.end_headers()

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from .download import ChecksumError, data_dir, fetch, read_sha256sums, safe_extract_tar, sha256_file
-from .integrity import check_digest, file_lock, write_digest
+from .integrity import check_digest, file_lock, write_atomically, write_digest
 from .mnist import MNIST_FILES, MNIST_URL, mnist  # noqa: F401 - part of this module's interface
 from .splits import Split, Splits, shuffled
 
@@ -160,18 +160,24 @@ def audio_features(cfg: AudioFeatures = AudioFeatures(), cache_dir: Path | None 
     """Log-mel features of all 3,000 recordings (fp16), cached; keys: x, digit, speaker, index, names (notebook 05)."""
     root = (Path(cache_dir) if cache_dir else data_dir()) / "fsdd"
     path = root / f"features_{cfg.key()}.pt"
+    if (cached := _load_features(path, cfg)) is not None:   # a verified hit needs no lock and no write access
+        return cached
     with file_lock(path):                                    # one process builds; the others wait, then load
+        if (cached := _load_features(path, cfg)) is not None:
+            return cached
         if path.exists():
-            if check_digest(path):                           # the bytes are the ones written at build time
-                try:
-                    cached = torch.load(path, weights_only=True)
-                    if cached.get("config") == asdict(cfg) and cached["x"].shape[0] == 3000:
-                        return cached
-                except Exception:  # noqa: BLE001 - foreign file under our name: rebuild below
-                    pass
             print(f"{path.name}: stale or damaged feature cache (content checksum or format), rebuilding")
             path.unlink()
         return _build_features(cfg, path, cache_dir)
+
+
+def _load_features(path: Path, cfg: AudioFeatures) -> dict | None:
+    """The cached features if the file matches its stored digest (bytes as built) and this config, else None."""
+    try:
+        cached = torch.load(path, weights_only=True) if path.exists() and check_digest(path) else {}
+    except Exception:  # noqa: BLE001 - foreign file under our name: rebuild
+        return None
+    return cached if cached.get("config") == asdict(cfg) and cached["x"].shape[0] == 3000 else None
 
 
 def _build_features(cfg: AudioFeatures, path: Path, cache_dir: Path | None) -> dict:
@@ -188,9 +194,8 @@ def _build_features(cfg: AudioFeatures, path: Path, cache_dir: Path | None) -> d
     data = {"x": log_mel(waves, cfg).half(), "digit": torch.tensor([int(p[0]) for p in parts]),
             "speaker": [p[1] for p in parts], "index": torch.tensor([int(p[2]) for p in parts]),
             "names": names, "config": asdict(cfg)}
-    tmp = path.with_suffix(".tmp")
-    torch.save(data, tmp)
-    tmp.replace(path)
+    need = data["x"].nbytes + 16 * len(names) + (1 << 20)   # the tensor, the labels and pickle overhead
+    write_atomically(path, lambda tmp: torch.save(data, tmp), need)   # a full disk leaves no .tmp behind
     write_digest(path)
     return data
 

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from ..runtime import progress_off
 from .cremad import PRESETS, CremadPreset, download, drop_bad, ogm_test_clips, parse, preprocess_clip, subset, with_size
 from .download import data_dir
-from .integrity import ChecksumError, check_digest, file_lock, writable_dir, write_digest
+from .integrity import ChecksumError, check_digest, ensure_free_space, file_lock, writable_dir, write_digest
 from .splits import Split, Splits
 
 
@@ -72,6 +72,8 @@ def build_cache(clips: list[str], preset: CremadPreset = PRESETS["ogm"], cache_d
         raise ValueError("build_cache: the clip list is empty; pick a subset with clips in it.")
     root = cache_root(clips, preset, cache_dir)
     index = root / "index.json"
+    if _complete(root, index, clips, preset):                # a verified cache needs no lock and no write access
+        return root
     writable_dir(root)
     with file_lock(root / "cache"):
         if index.exists():
@@ -85,10 +87,17 @@ def build_cache(clips: list[str], preset: CremadPreset = PRESETS["ogm"], cache_d
     return root
 
 
+def _complete(root: Path, index: Path, clips: list[str], preset: CremadPreset) -> bool:
+    meta = _read_index(index) if index.exists() else None
+    return meta is not None and meta["clips"] == clips and meta["preset"] == asdict(preset) and _arrays_ok(root, meta)
+
+
 def _build(root: Path, clips: list[str], preset: CremadPreset, cache_dir: Path | None, workers: int | None,
            progress: bool) -> None:
     paths = download(clips, cache_dir, progress)
     s, (h, w) = preset.frame_size, preset.spec_shape
+    # the memory maps are sparse until written: a full disk would crash the process (SIGBUS) midway, so check first
+    ensure_free_space(root / "frames.npy", len(clips) * (preset.frames * 3 * s * s + 2 * h * w) + (1 << 20))
     frames = np.lib.format.open_memmap(root / "frames.npy.part", "w+", np.uint8, (len(clips), preset.frames, 3, s, s))
     specs = np.lib.format.open_memmap(root / "specs.npy.part", "w+", np.float16, (len(clips), 1, h, w))
     workers = workers or min(os.cpu_count() or 1, 8)

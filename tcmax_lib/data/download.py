@@ -11,9 +11,11 @@ processes from writing the same file.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tarfile
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -26,6 +28,8 @@ from .integrity import (
     CHUNK,
     ChecksumError,
     DataUnavailableError,
+    disk_full,
+    ensure_free_space,
     file_lock,
     sha256_file,
     verify,
@@ -39,7 +43,23 @@ __all__ = ["ChecksumError", "DataUnavailableError", "data_dir", "fetch", "mirror
 def data_dir() -> Path:
     """Cache root: env TCMAX_DATA_DIR, else <repo>/data (notebook 05)."""
     env = os.environ.get("TCMAX_DATA_DIR")
-    return Path(env).expanduser() if env else repo_root() / "data"
+    path = Path(env).expanduser() if env else repo_root() / "data"
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"TCMAX_DATA_DIR={env} is a file, not a folder: point it at a folder for the "
+                                 "data cache (it is created if missing), or unset it to use the repository's data/.")
+    return path
+
+
+def download_deadline() -> float:
+    """Seconds one source may take for one file: env TCMAX_DOWNLOAD_DEADLINE, else 7200 (notebook 05)."""
+    env = os.environ.get("TCMAX_DOWNLOAD_DEADLINE", "7200")
+    try:
+        value = float(env)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise ValueError(f"TCMAX_DOWNLOAD_DEADLINE={env!r} must be a positive number of seconds.")
+    return value
 
 
 def mirror_dir() -> Path | None:
@@ -54,14 +74,18 @@ def mirror_dir() -> Path | None:
 
 
 def _copy_from_mirror(src: Path, part: Path) -> None:
+    ensure_free_space(part, src.stat().st_size)
     with open(src, "rb") as fin, open(part, "wb") as fout:
         shutil.copyfileobj(fin, fout, CHUNK)
     if part.stat().st_size != src.stat().st_size:
         raise OSError(f"copy of {src} is incomplete ({part.stat().st_size} of {src.stat().st_size} bytes)")
 
 
-def _download(url: str, part: Path, timeout: float, progress: bool, resume: bool) -> None:
-    """Stream `url` into `part`; resume from its size with an HTTP Range request when `resume`."""
+def _download(url: str, part: Path, timeout: float, progress: bool, resume: bool, deadline: float) -> None:
+    """Stream `url` into `part`; resume from its size with an HTTP Range request when `resume`.
+
+    `timeout` bounds each read, `deadline` (seconds since the epoch of time.monotonic) the whole transfer.
+    """
     have = part.stat().st_size if (resume and part.exists()) else 0
     request = urllib.request.Request(url, headers={"User-Agent": "tcmax-tutorial"})
     if have:
@@ -71,7 +95,7 @@ def _download(url: str, part: Path, timeout: float, progress: bool, resume: bool
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and have:  # nothing after `have`: the partial file is complete or too long; restart
             part.unlink()
-            return _download(url, part, timeout, progress, resume=False)
+            return _download(url, part, timeout, progress, False, deadline)
         raise
     with response:
         crange = response.headers.get("Content-Range", "")
@@ -82,14 +106,19 @@ def _download(url: str, part: Path, timeout: float, progress: bool, resume: bool
         start = have if resumed else 0
         length = response.headers.get("Content-Length")
         total = start + int(length) if length is not None else None
+        if length is not None:
+            ensure_free_space(part, int(length))
         with open(part, "ab" if resumed else "wb") as f, tqdm(
                 total=total, initial=start, unit="B", unit_scale=True, desc=part.name.removesuffix(".part"),
                 disable=progress_off(progress), leave=False) as bar:
             received = 0
-            for block in iter(lambda: response.read(CHUNK), b""):
+            for block in iter(lambda: response.read1(CHUNK), b""):     # read1: returns what has arrived
                 f.write(block)
                 received += len(block)
                 bar.update(len(block))
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{url}: {start + received:,} bytes after the deadline "
+                                       "(TCMAX_DOWNLOAD_DEADLINE); the server is too slow or stalled")
         if length is not None and received < int(length):
             raise urllib.error.URLError(f"transfer interrupted after {start + received} of {total} bytes")
 
@@ -102,6 +131,18 @@ def _target(cache_dir: Path, dataset: str, filename: str) -> Path:
     if dest.is_dir():
         raise IsADirectoryError(f"{dest} is a directory, not a cached file: remove it and run again.")
     return dest
+
+
+def _passes(path: Path, sha256: str | None, check: Callable[[Path], None] | None) -> bool:
+    """Whether a file passes its hash and content check, without deleting it (works on a read-only folder)."""
+    if sha256 is not None and sha256_file(path) != sha256.lower():
+        return False
+    if check is not None:
+        try:
+            check(path)
+        except Exception:  # noqa: BLE001 - any failed content check means: not a good copy
+            return False
+    return True
 
 
 def _acceptable(path: Path, sha256: str | None, check: Callable[[Path], None] | None, source: str) -> None:
@@ -119,11 +160,15 @@ def _acceptable(path: Path, sha256: str | None, check: Callable[[Path], None] | 
 
 def fetch(url: str | None, *, sha256: str | None, dataset: str, filename: str | None = None,
           cache_dir: Path | None = None, mirror: Path | None | str = "env", timeout: float = 60.0,
-          progress: bool = True, check: Callable[[Path], None] | None = None) -> Path:
+          progress: bool = True, check: Callable[[Path], None] | None = None,
+          deadline: float | None = None) -> Path:
     """Return a checked local copy of `filename` of `dataset`, downloading it only when needed (notebook 05).
 
     `sha256=None` is only for files whose bytes are not stable upstream (GitHub tag archives,
     re-compressed .gz); pass `check(path)`, which raises on bad content, so that such a file can fail too.
+    `timeout` bounds each network read; `deadline` (default `download_deadline()`) one source's whole
+    transfer. A verified cache hit needs no write access (a read-only shared data folder works).
+    A full disk stops at once with the folder, its free space and the size needed (no other source is tried).
     """
     if sha256 is None and check is None:
         raise ValueError(f"{dataset}/{filename or url}: give sha256= or a content check= (a file that cannot "
@@ -131,6 +176,9 @@ def fetch(url: str | None, *, sha256: str | None, dataset: str, filename: str | 
     filename = filename or Path(str(url)).name
     dest = _target(Path(cache_dir) if cache_dir is not None else data_dir(), dataset, filename)
     mirror = mirror_dir() if mirror == "env" else (Path(mirror) if mirror else None)
+    deadline = download_deadline() if deadline is None else deadline
+    if dest.is_file() and _passes(dest, sha256, check):
+        return dest  # checked cache hit: no network, no lock, no write access needed
     writable_dir(dest.parent)
     with file_lock(dest):
         if dest.exists():
@@ -153,7 +201,7 @@ def fetch(url: str | None, *, sha256: str | None, dataset: str, filename: str | 
                 elif part.exists() and sha256 is not None and sha256_file(part) == sha256.lower():
                     pass  # a complete .part left by a run killed during its check: verify, do not resume
                 else:
-                    _download(source, part, timeout, progress, resume=sha256 is not None)
+                    _download(source, part, timeout, progress, sha256 is not None, time.monotonic() + deadline)
                 _acceptable(part, sha256, check, source)
                 part.replace(dest)  # atomic: a file under its final name is always complete and checked
                 return dest
@@ -161,6 +209,9 @@ def fetch(url: str | None, *, sha256: str | None, dataset: str, filename: str | 
                 bad_content = True
                 errors.append(str(exc))
             except (urllib.error.URLError, OSError, TimeoutError) as exc:
+                if getattr(exc, "errno", None) == errno.ENOSPC:                # the disk, not the source
+                    part.unlink(missing_ok=True)
+                    raise (exc if "no space left for" in str(exc) else disk_full(part)) from None
                 errors.append(f"{source}: {exc}")
         hint = (f"mirror {mirror}/{dataset}/ has no good {filename}" if mirror
                 else "set TCMAX_DATA_MIRROR to a folder holding <dataset>/<file> copies")
@@ -173,14 +224,21 @@ def fetch(url: str | None, *, sha256: str | None, dataset: str, filename: str | 
 def safe_extract_tar(archive: Path, dest: Path, members: list[str] | None = None) -> list[Path]:
     """Extract a tar archive into `dest`, refusing absolute paths, '..', links and devices (notebook 05)."""
     dest = Path(dest).resolve()
-    out = []
+    out, seen = [], {}
     with tarfile.open(archive) as tar:
         for info in tar.getmembers():
             if members is not None and info.name not in members:
                 continue
             target = (dest / info.name).resolve()
+            if target == dest and not info.isdir():
+                raise RuntimeError(f"{archive.name}: member {info.name!r} is a file named like the target folder "
+                                   "itself; refusing (it would be written beside the folder).")
             if not str(target).startswith(str(dest) + os.sep) and target != dest:
                 raise RuntimeError(f"{archive.name}: member {info.name!r} escapes the target folder; refusing.")
+            if target in seen and not (info.isdir() and seen[target]):
+                raise RuntimeError(f"{archive.name}: member {info.name!r} and an earlier one both write "
+                                   f"{target.relative_to(dest)}; refusing a duplicate that would overwrite it.")
+            seen[target] = info.isdir()
             if info.issym() or info.islnk() or info.isdev():
                 raise RuntimeError(f"{archive.name}: member {info.name!r} is a link or device; refusing.")
             if info.isdir():

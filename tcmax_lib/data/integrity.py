@@ -11,8 +11,9 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -26,6 +27,54 @@ class ChecksumError(RuntimeError):
 
 class DataUnavailableError(RuntimeError):
     """A file is neither cached, nor in the mirror, nor downloadable (notebook 05)."""
+
+
+def _existing(folder: Path) -> Path:
+    """`folder` or its nearest existing ancestor (where free space can be measured)."""
+    folder = Path(folder).absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
+
+
+def disk_full(path: Path, need: int | None = None) -> OSError:
+    """The error for a write to `path` that found no room: names the folder, the free and the needed bytes (nb 05)."""
+    folder = _existing(Path(path).parent)
+    free = shutil.disk_usage(folder).free
+    needs = f", and needs {need:,} bytes" if need else ""
+    return OSError(errno.ENOSPC, f"no space left for {Path(path).name} in {folder}: {free:,} bytes free{needs}. "
+                   "Free disk space there, or set TCMAX_DATA_DIR (or pass cache_dir=) to a folder on a disk with "
+                   "room; nothing half-written was kept")
+
+
+def ensure_free_space(path: Path, need: int) -> None:
+    """Raise `disk_full` before any work when the disk of `path` has fewer than `need` bytes free (notebook 05)."""
+    if shutil.disk_usage(_existing(Path(path).parent)).free < need:
+        raise disk_full(path, need)
+
+
+def write_atomically(path: Path, write: Callable[[Path], None], need: int | None = None) -> Path:
+    """`write(tmp)` beside `path`, then rename it into place; a failed write leaves nothing behind (notebook 05).
+
+    A write that fails for lack of space (OSError ENOSPC, or torch.save's RuntimeError on a full disk)
+    raises `disk_full`, naming the folder and the space needed, after the temporary file is removed.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    if need:
+        ensure_free_space(path, need)
+    try:
+        write(tmp)
+        tmp.replace(path)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        full = isinstance(exc, OSError) and exc.errno == errno.ENOSPC
+        full = full or (isinstance(exc, RuntimeError) and need is not None
+                        and shutil.disk_usage(_existing(path.parent)).free < need)
+        if full:
+            raise disk_full(path, need) from exc
+        raise
+    return path
 
 
 def sha256_file(path: Path) -> str:
@@ -66,23 +115,47 @@ def writable_dir(folder: Path) -> Path:
     return folder
 
 
+def lock_timeout() -> float:
+    """Seconds a process waits for another one's file lock: env TCMAX_LOCK_TIMEOUT, else 3600 (notebook 05)."""
+    env = os.environ.get("TCMAX_LOCK_TIMEOUT")
+    if env is None:
+        return 3600.0
+    try:
+        value = float(env)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise ValueError(f"TCMAX_LOCK_TIMEOUT={env!r} must be a positive number of seconds.")
+    return value
+
+
 @contextmanager
-def file_lock(path: Path, timeout: float = 3600.0) -> Iterator[None]:
-    """Hold an exclusive lock on `<path>.lock` while building or fetching `path` (notebook 05)."""
+def file_lock(path: Path, timeout: float | None = None) -> Iterator[None]:
+    """Hold an exclusive lock on `<path>.lock` while building or fetching `path` (notebook 05).
+
+    A process that has to wait says for what and for how long (`timeout`, default `lock_timeout()`),
+    then gives up with a TimeoutError naming the lock file.
+    """
     import fcntl
 
+    timeout = lock_timeout() if timeout is None else timeout
     lock_path = Path(str(path) + ".lock")
     writable_dir(lock_path.parent)
     with open(lock_path, "a+") as handle:
-        deadline = time.monotonic() + timeout
+        deadline, said = time.monotonic() + timeout, False
         while True:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
+                if not said:
+                    print(f"{path.name}: another process holds {lock_path} (it is building or fetching this file); "
+                          f"waiting for it, at most {timeout:.0f} s (TCMAX_LOCK_TIMEOUT)", flush=True)
+                    said = True
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"{path.name}: another process has held {lock_path} for {timeout:.0f} s. "
-                                       "If no other run is active, delete the lock file and run again.") from None
+                                       "If no other run is active, delete the lock file and run again; "
+                                       "TCMAX_LOCK_TIMEOUT sets how long to wait.") from None
                 time.sleep(0.05)
         try:
             yield
@@ -93,10 +166,7 @@ def file_lock(path: Path, timeout: float = 3600.0) -> Iterator[None]:
 def write_digest(path: Path) -> str:
     """Store the SHA-256 of a freshly built cache file in `<file>.sha256` (notebook 05)."""
     digest = sha256_file(path)
-    side = Path(str(path) + ".sha256")
-    tmp = side.with_name(side.name + ".tmp")
-    tmp.write_text(digest + "\n")
-    tmp.replace(side)
+    write_atomically(Path(str(path) + ".sha256"), lambda tmp: tmp.write_text(digest + "\n"))
     st = path.stat()
     _CHECKED[(str(path), st.st_size, st.st_mtime_ns)] = digest
     return digest
