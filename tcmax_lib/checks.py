@@ -62,6 +62,16 @@ def open_interval(value: object, name: str, lo: float, hi: float) -> float:
     return value
 
 
+def feature_widths(xs: Sequence[torch.Tensor], dims: Sequence[int], what: str) -> None:
+    """Raise ValueError when the inputs are not M tensors [K, d_m] of the widths a module was built for (nb 01)."""
+    if len(xs) != len(dims):
+        raise ValueError(f"{what} was built for {len(dims)} inputs, got {len(xs)}.")
+    for m, (x, d) in enumerate(zip(xs, dims)):
+        if not torch.is_tensor(x) or x.ndim != 2 or x.shape[1] != d:
+            raise ValueError(f"{what}: input {m} has shape {tuple(getattr(x, 'shape', ()))}; it was built for "
+                             f"[K, {d}] (batch, {d} features).")
+
+
 def class_labels(labels: object, num_classes: int, what: str = "labels") -> torch.Tensor:
     """Labels as int64 class indices [N] in [0, num_classes): every integer dtype accepted, one message (nb 03).
 

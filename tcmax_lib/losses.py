@@ -235,4 +235,6 @@ def _check_head_output(fused: torch.Tensor, b: int) -> None:
 
 def tc_estimate_cap(batch_size: int, num_classes: int, num_modalities: int = 2) -> float:
     """Largest value the batch TC estimate -L can take: log(B^(M-1) |Y|) nats (notebook 04)."""
+    batch_size, num_classes = checks.integer(batch_size, "batch_size"), checks.integer(num_classes, "num_classes")
+    num_modalities = checks.integer(num_modalities, "num_modalities")
     return (num_modalities - 1) * math.log(batch_size) + math.log(num_classes)

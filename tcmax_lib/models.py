@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from . import checks
 from .layers import mlp
 from .runtime import seeded
 
@@ -23,10 +24,13 @@ class MLPEncoder(nn.Module):
 
     def __init__(self, in_dim: int, hidden: int = 64, out_dim: int = 32, layers: int = 2):
         super().__init__()
+        in_dim, hidden, out_dim = (checks.integer(v, k) for k, v in
+                                   (("in_dim", in_dim), ("hidden", hidden), ("out_dim", out_dim)))
         self.net = nn.Sequential(mlp([in_dim] + [hidden] * (layers - 1) + [out_dim]), nn.ReLU())
-        self.out_dim = out_dim
+        self.in_dim, self.out_dim = in_dim, out_dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        checks.feature_widths((x,), (self.in_dim,), "MLPEncoder")
         return self.net(x)                                                # [B, out_dim]
 
 
@@ -205,6 +209,10 @@ class MultimodalClassifier(nn.Module):
     def forward(self, *xs: torch.Tensor) -> ModelOutput:
         if len(xs) != len(self.encoders):
             raise ValueError(f"model has {len(self.encoders)} encoders but got {len(xs)} inputs.")
+        for m, (enc, x) in enumerate(zip(self.encoders, xs)):
+            if hasattr(enc, "in_dim") and (x.ndim != 2 or x.shape[1] != enc.in_dim):
+                raise ValueError(f"modality {m}: input of shape {tuple(x.shape)}, its encoder was built for "
+                                 f"[B, {enc.in_dim}].")
         feats = [enc(x) for enc, x in zip(self.encoders, xs)]             # M x [B, d_m]
         return ModelOutput(feats=feats, logits=self.head(*feats), modality_logits=self.modality_logits(feats))
 
@@ -213,6 +221,7 @@ def make_model(encoders: Sequence[nn.Module], head: str, num_classes: int) -> Mu
     """Wrap encoders (each with .out_dim) with a fusion head picked by name (see HEADS) (notebook 03)."""
     if head not in HEADS:
         raise ValueError(f"unknown head {head!r}; choose from {sorted(HEADS)}.")
+    num_classes = checks.integer(num_classes, "num_classes", minimum=2, hint="a classifier needs two classes")
     return MultimodalClassifier(encoders, HEADS[head]([e.out_dim for e in encoders], num_classes))
 
 

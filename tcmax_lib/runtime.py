@@ -97,6 +97,9 @@ def pick_device(pref: str = "auto", verbose: bool = True, precision: str | None 
         except RuntimeError as exc:
             raise ValueError(f"DEVICE={pref!r} is not a device name; use 'auto', 'cpu', 'cuda', 'cuda:1' or 'mps'.") \
                 from exc
+        if device.type == "cuda" and not torch.backends.cuda.is_built():
+            raise RuntimeError(f"DEVICE={pref!r}: this torch build ({torch.__version__}) has no CUDA support; use "
+                               "'auto' or 'cpu', or install a CUDA build of torch on a machine with an NVIDIA GPU.")
         if device.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError(f"DEVICE={pref!r} asked for CUDA but torch sees no GPU; use 'auto' or 'cpu'.")
         if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():

@@ -228,3 +228,74 @@ def test_an_exploding_estimator_stops_with_the_step_and_a_fix(bound):
                        match=rf"step \d+: estimate {bound} = .*lower the learning rate \(now lr=500\)"):
         E.train_estimators(specs, np.full(300, 4.0), dim=5, batch_size=16, lr=500.0, progress=False)
     assert all(bool(torch.isfinite(p).all()) for p in specs[0].critic.parameters())
+
+
+# ----------------------------------------------------------------------------- errors that name the cause
+@pytest.mark.parametrize("call,error,message", [
+    (lambda gt: gt.gaussian_mi(0.5, -1), ValueError, r"dim=-1 must be at least 1 \(coordinates\)"),
+    (lambda gt: gt.gaussian_mi(0.5, 2.5), TypeError, r"dim=2.5 \(float\) must be a whole number"),
+    (lambda gt: gt.sample_correlated_gaussian(4, 3, 2.0), ValueError, r"rho=2 is a correlation .* \[-1, 1\]"),
+    (lambda gt: gt.sample_correlated_gaussian(-1, 3, 0.5), ValueError, "n=-1 must be at least 1"),
+    (lambda gt: gt.equicorrelated_tc(1, 0.3), ValueError, "n=1 must be at least 2"),
+    (lambda gt: gt.sample_gaussian_modalities(4, 3, 2, -0.5), ValueError, r"r=-0.5: .* must lie in \[0, 1\]"),
+    (lambda gt: gt.sample_gaussian_modalities(4, 3, 2, 1.5), ValueError, r"r=1.5: .* must lie in \[0, 1\]"),
+    (lambda gt: gt.sample_paired_gaussians(4, -1.0), ValueError, "tc=-1 must be at least 0"),
+    (lambda gt: gt.equicorrelated_log_ratio([torch.randn(4, 2)] * 3, 1.0), ValueError, "no positive-definite"),
+    (lambda gt: gt.gaussian_tc(np.eye(4), [2, -2, 4]), ValueError, "a block size=-2 must be at least 1"),
+    (lambda gt: gt.gaussian_tc(np.full((2, 2), np.nan), [1, 1]), ValueError, "finite, symmetric"),
+    (lambda gt: gt.xor_table(2.0), ValueError, r"flip=2 is a probability"),
+    (lambda gt: gt.sample_table(gt.xor_table(), 0), ValueError, "n=0 must be at least 1"),
+])
+def test_closed_forms_and_samplers_name_impossible_settings(call, error, message):
+    from tcmax_lib.info import closed_forms as gt
+
+    with pytest.raises(error, match=message):
+        call(gt)
+
+
+def test_a_negative_dimension_no_longer_returns_a_negative_mi():
+    from tcmax_lib.info import closed_forms as gt
+
+    with pytest.raises(ValueError):
+        gt.gaussian_mi(0.5, -3)
+    assert gt.gaussian_mi(0.5, np.int64(3)) == pytest.approx(-1.5 * math.log(0.75))
+
+
+def test_critics_name_an_input_of_the_wrong_width():
+    from tcmax_lib.info import critics
+
+    for kind in ("concat", "separable"):
+        critic = critics.make_critic(kind, 5, 16)
+        with pytest.raises(ValueError, match=r"input 1 has shape \(4, 6\); it was built for \[K, 5\]"):
+            critic(torch.randn(4, 5), torch.randn(4, 6))
+    tc = critics.PairwiseTCCritic([4, 4, 4], hidden=8, embed=2)
+    with pytest.raises(ValueError, match=r"PairwiseTCCritic: input 2 has shape \(4, 5\)"):
+        tc([torch.randn(4, 4), torch.randn(4, 4), torch.randn(4, 5)])
+    with pytest.raises(ValueError, match="built for 3 inputs, got 2"):
+        tc.score_tuples([torch.randn(4, 4)] * 2, torch.zeros(3, 3, dtype=torch.long))
+
+
+def test_models_toy_and_cap_name_bad_sizes():
+    from tcmax_lib.data import toy
+
+    with pytest.raises(ValueError, match=r"modality 1: input of shape \(3, 5\), its encoder was built for \[B, 4\]"):
+        _model()(torch.randn(3, 4), torch.randn(3, 5))
+    with pytest.raises(ValueError, match="num_classes=0 must be at least 2"):
+        models.mlp_pair_model([4, 4], 0)
+    with pytest.raises(ValueError, match="in_dim=-4 must be at least 1"):
+        models.mlp_pair_model([4, -4], 2)
+    with pytest.raises(ValueError, match="n_noise=-2 must be at least 0"):
+        toy.ToyConfig(n_noise=-2)
+    with pytest.raises(ValueError, match="n=-1 must be at least 1"):
+        toy.sample_toy(-1, toy.ToyConfig())
+    with pytest.raises(ValueError, match="batch_size=0 must be at least 1"):
+        losses.tc_estimate_cap(0, 3)
+
+
+def test_estimators_refuse_a_cuda_device_on_a_cpu_build():
+    from tcmax_lib.info import training as E
+
+    if torch.backends.cuda.is_built():
+        pytest.skip("this torch build has CUDA")
+    with pytest.raises(RuntimeError, match="no CUDA support"):
+        E.train_estimators(E.make_estimators(["dv"], dim=2, hidden=4), np.ones(2), dim=2, device="cuda")

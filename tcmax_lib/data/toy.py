@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..checks import feature_widths, integer, real
 from .splits import Split, Splits
 
 
@@ -30,6 +31,11 @@ class ToyConfig:
     interaction_margin: float = 2.5    # c_a, c_v signals; b2 = c_a xor c_v
     n_noise: int = 12
     interaction: bool = True           # False: 2 classes (b1 only)
+
+    def __post_init__(self) -> None:   # margins are signal strengths: finite and >= 0
+        for name in ("audio_margin", "visual_margin", "interaction_margin"):
+            setattr(self, name, real(getattr(self, name), name, minimum=0.0))
+        self.n_noise = integer(self.n_noise, "n_noise", minimum=0, hint="pure-noise coordinates per modality")
 
     @property
     def num_classes(self) -> int:
@@ -47,7 +53,7 @@ def _phi(x: float) -> float:
 
 def sample_toy(n: int, cfg: ToyConfig, generator: torch.Generator | None = None):
     """Draw n samples: returns (x_audio [n, da], x_visual [n, dv], y [n], b1 [n], b2 [n]) (notebook 03)."""
-    g = generator
+    n, g = integer(n, "n", hint="samples"), generator
     b1 = torch.randint(0, 2, (n,), generator=g)
     b2 = torch.randint(0, 2, (n,), generator=g) if cfg.interaction else torch.zeros(n, dtype=torch.long)
     c_a = torch.randint(0, 2, (n,), generator=g)
@@ -69,6 +75,9 @@ def sample_toy(n: int, cfg: ToyConfig, generator: torch.Generator | None = None)
 
 def bayes_posterior(xa: torch.Tensor, xv: torch.Tensor, cfg: ToyConfig, use: str = "both") -> torch.Tensor:
     """Exact p(y | inputs) [n, C] using 'audio', 'visual' or 'both' modalities (notebook 03)."""
+    if use not in ("audio", "visual", "both"):
+        raise ValueError(f"use={use!r}; choose 'audio', 'visual' or 'both'.")
+    feature_widths((xa, xv), cfg.dims, "bayes_posterior (the inputs of this ToyConfig)")
     n = xa.shape[0]
     zero = torch.zeros(n, dtype=torch.float64)
     xa, xv = xa.double(), xv.double()
@@ -110,6 +119,7 @@ def bayes_accuracy(cfg: ToyConfig, n_mc: int = 400_000, seed: int = 0) -> dict[s
 def make_toy_splits(cfg: ToyConfig, n_train: int = 4000, n_val: int = 2000, n_test: int = 10000,
                     seed: int = 0) -> Splits:
     """Seeded train/val/test `Splits` (inputs audio, visual; extras b1, b2), iid draws (notebook 03)."""
+    n_train, n_val, n_test = (integer(v, k) for k, v in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)))
     g = torch.Generator().manual_seed(seed)
     parts = []
     for n in (n_train, n_val, n_test):

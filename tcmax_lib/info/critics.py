@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from .. import checks
 from ..layers import mlp
 
 
@@ -24,9 +25,11 @@ class ConcatCritic(nn.Module):
         self.first_x = nn.Linear(dim_x, hidden)               # first layer split in two: W[x; y] = Wx x + Wy y
         self.first_y = nn.Linear(dim_y, hidden, bias=False)
         self.rest = mlp([hidden] * layers + [1])
+        self.dims = (dim_x, dim_y)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Return scores [K, K] with entry [i, j] = T(x_i, y_j)."""
+        checks.feature_widths((x, y), self.dims, "ConcatCritic")
         h = self.first_x(x)[:, None, :] + self.first_y(y)[None, :, :]  # [K, K, hidden]
         return self.rest(torch.relu(h)).squeeze(-1)                     # [K, K]
 
@@ -38,9 +41,11 @@ class SeparableCritic(nn.Module):
         super().__init__()
         self.g = mlp([dim_x] + [hidden] * layers + [embed])
         self.h = mlp([dim_y] + [hidden] * layers + [embed])
+        self.dims = (dim_x, dim_y)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Return scores [K, K] with entry [i, j] = g(x_i) . h(y_j)."""
+        checks.feature_widths((x, y), self.dims, "SeparableCritic")
         return self.g(x) @ self.h(y).T                                   # [K, embed] @ [embed, K] -> [K, K]
 
 
@@ -97,9 +102,11 @@ class PairwiseTCCritic(nn.Module):
         self.num_vars, self.embed = len(dims), embed
         out = (self.num_vars - 1) * embed + 1
         self.nets = nn.ModuleList([mlp([d] + [hidden] * layers + [out]) for d in dims])
+        self.dims = tuple(dims)
 
     def forward(self, zs: Sequence[torch.Tensor]) -> torch.Tensor:
         """Return scores for all index tuples: a tensor [K]*M."""
+        checks.feature_widths(zs, self.dims, "PairwiseTCCritic")
         m, e = self.num_vars, self.embed
         outs = [net(z) for net, z in zip(self.nets, zs)]                # M x [K, (M-1)*e + 1]
         k = zs[0].shape[0]
@@ -122,6 +129,7 @@ class PairwiseTCCritic(nn.Module):
         Builds the M unary vectors [K] and the M(M-1)/2 pairwise matrices [K, K] once, then gathers
         one scalar per term and tuple: O(M^2 N) after an O(M^2 K^2 e) set-up.
         """
+        checks.feature_widths(zs, self.dims, "PairwiseTCCritic")
         m, e = self.num_vars, self.embed
         outs = [net(z) for net, z in zip(self.nets, zs)]                # M x [K, (M-1)*e + 1]
         k = outs[0].shape[0]
