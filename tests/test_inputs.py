@@ -299,3 +299,24 @@ def test_estimators_refuse_a_cuda_device_on_a_cpu_build():
         pytest.skip("this torch build has CUDA")
     with pytest.raises(RuntimeError, match="no CUDA support"):
         E.train_estimators(E.make_estimators(["dv"], dim=2, hidden=4), np.ones(2), dim=2, device="cuda")
+
+
+@pytest.mark.parametrize("name,kw,message", [
+    ("ogm_ge", {"alpha": -1}, "OGMGE.alpha=-1 must be at least 0"),
+    ("ogm_ge", {"start": 5, "end": 2}, r"start=5 > end=2"),
+    ("agm", {"end": 2.5}, r"end=2.5 \(float\) must be a whole number"),
+    ("mmpareto", {"gamma": 0}, "MMPareto.gamma=0 must be positive"),
+    ("pmr", {"momentum": 1.0}, r"momentum=1 must lie in \[0, 1\)"),
+    ("pmr", {"fraction": 0.0}, r"fraction=0 in \(0, 1\]"),
+    ("tcmax", {"label_prior": "empirical"}, "TCMax.label_prior='empirical'"),
+    ("tcmax", {"chunk_size": 0}, "TCMax.chunk_size=0 must be at least 1"),
+    ("tcmax", {"negatives": 64.0}, r"TCMax.negatives=64.0 \(float\) must be a whole number"),
+])
+def test_method_settings_are_checked_when_the_method_is_made(name, kw, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        methods.make_method(name, **kw)
+
+
+def test_an_unknown_method_setting_names_the_settings():
+    with pytest.raises(TypeError, match=r"method 'ogm_ge' has no setting \['alpah'\]; its settings are \['alpha'"):
+        methods.make_method("ogm_ge", alpah=0.5)

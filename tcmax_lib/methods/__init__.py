@@ -26,4 +26,12 @@ def make_method(name: str, **kwargs) -> Method:
     """Build a method by name: joint, unimodal, ogm_ge, agm, mla, mmpareto, pmr or tcmax (notebook 03)."""
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; choose from {sorted(METHODS)}.")
+    import dataclasses
+
+    cls = METHODS[name]
+    allowed = [f.name for f in dataclasses.fields(cls) if f.repr and f.name != "name"] if \
+        dataclasses.is_dataclass(cls) else []
+    unknown = sorted(set(kwargs) - set(allowed))
+    if unknown:
+        raise TypeError(f"method {name!r} has no setting {unknown}; its settings are {allowed}.")
     return METHODS[name](**kwargs)

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from .base import Method, encoder_params, modality_ce
+from .. import checks
+from .base import Method, check_window, encoder_params, modality_ce
 
 
 def shapley_responses(head: torch.nn.Module, feats: Sequence[torch.Tensor]) -> list[torch.Tensor]:
@@ -60,6 +61,10 @@ class AGM(Method):
     name: str = "agm"
     running: list[float] = field(default_factory=lambda: [0.0, 0.0], repr=False)
     iterations: int = field(default=0, repr=False)
+
+    def __post_init__(self) -> None:
+        self.alpha = checks.real(self.alpha, "AGM.alpha", minimum=0.0)
+        self.start, self.end = check_window(self, self.start, self.end)
 
     def loss(self, model, out, y):
         return F.cross_entropy(out.logits.float(), y), modality_ce(out, y)

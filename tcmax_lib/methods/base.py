@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from .. import checks
 from ..data.splits import Split
 from ..models import ModelOutput, MultimodalClassifier
 
@@ -51,6 +52,14 @@ class Method:
     def predict_logits(self, out: ModelOutput) -> torch.Tensor:
         """Logits used for prediction (fused head by default)."""
         return out.logits
+
+
+def check_window(method: Method, start: int, end: int) -> tuple[int, int]:
+    """A method's epoch window [start, end] as ints, 0 <= start <= end; an error naming the method (notebook 04)."""
+    start, end = checks.integer(start, "start", minimum=0), checks.integer(end, "end", minimum=0)
+    if start > end:
+        raise ValueError(f"{method.name}: start={start} > end={end}; the modulation window [start, end] is empty.")
+    return start, end
 
 
 def ogm_ratio(modality_logits: Sequence[torch.Tensor], y: torch.Tensor) -> float:

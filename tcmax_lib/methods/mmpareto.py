@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from .. import checks
 from .base import Method, encoder_params
 
 
@@ -59,6 +60,9 @@ class MMPareto(Method):
     gamma: float = 1.5
     name: str = "mmpareto"
     pending: tuple | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.gamma = checks.real(self.gamma, "MMPareto.gamma", positive=True)
 
     def loss(self, model, out, y):
         l_mm = F.cross_entropy(out.logits.float(), y)

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .base import Method, modality_ce, ogm_ratio
+from .. import checks
+from .base import Method, check_window, modality_ce, ogm_ratio
 
 
 @dataclass
@@ -44,6 +45,10 @@ class OGMGE(Method):
     end: int = 50
     noise: bool = True
     name: str = "ogm_ge"
+
+    def __post_init__(self) -> None:
+        self.alpha = checks.real(self.alpha, "OGMGE.alpha", minimum=0.0)
+        self.start, self.end = check_window(self, self.start, self.end)
 
     def loss(self, model, out, y):
         return F.cross_entropy(out.logits.float(), y), modality_ce(out, y)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from .. import checks
 from ..data.splits import Split
 from ..models import encode
 from .base import Method, modality_ce
@@ -44,6 +45,15 @@ class PMR(Method):
     max_proto_loss: float = 10.0
     name: str = "pmr"
     prototypes: list[torch.Tensor] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.alpha = checks.real(self.alpha, "PMR.alpha", minimum=0.0)
+        self.max_proto_loss = checks.real(self.max_proto_loss, "PMR.max_proto_loss", positive=True)
+        self.momentum, self.fraction = checks.real(self.momentum, "PMR.momentum"), checks.real(self.fraction,
+                                                                                                 "PMR.fraction")
+        if not (0.0 <= self.momentum < 1.0 and 0.0 < self.fraction <= 1.0):
+            raise ValueError(f"PMR: momentum={self.momentum:g} must lie in [0, 1) and fraction={self.fraction:g} "
+                             "in (0, 1].")
 
     @torch.no_grad()
     def on_epoch_start(self, model, train: Split, epoch):

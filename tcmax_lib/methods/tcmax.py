@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .. import distributed
-from ..losses import tcmax_loss, tcmax_loss_pairwise, tcmax_loss_sampled
+from .. import checks, distributed
+from ..losses import LABEL_PRIORS, tcmax_loss, tcmax_loss_pairwise, tcmax_loss_sampled
 from .base import Method, modality_ce
 
 
@@ -34,6 +34,13 @@ class TCMax(Method):
     label_prior: str = "uniform"       # 'uniform' (the paper) or 'batch' (empirical class frequencies)
     negatives: int | None = None       # N > 0: N sampled negative pairs (the paper's sampled variant); else exact
     name: str = "tcmax"
+
+    def __post_init__(self) -> None:
+        self.chunk_size = checks.integer(self.chunk_size, "TCMax.chunk_size")
+        if self.negatives is not None:
+            self.negatives = checks.integer(self.negatives, "TCMax.negatives", None, "N sampled pairs; None: exact")
+        if self.label_prior not in LABEL_PRIORS:
+            raise ValueError(f"TCMax.label_prior={self.label_prior!r}; use one of {LABEL_PRIORS}.")
 
     def loss(self, model, out, y):
         group = distributed.group_or_none()            # under torchrun: the loss of the global batch
