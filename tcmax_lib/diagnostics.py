@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checks import check_split
+from .checks import check_split, class_labels
 from .data.splits import Split
 from .methods.base import Method, ogm_ratio
 from .models import MultimodalClassifier, encode
@@ -28,6 +28,11 @@ def linear_probe(train_feats: torch.Tensor, train_y: torch.Tensor, test_feats: t
                  test_y: torch.Tensor, num_classes: int, steps: int = 300, weight_decay: float = 1e-4,
                  seed: int = 0) -> float:
     """Accuracy of a softmax-regression probe (full-batch L-BFGS on standardised frozen features) (notebook 03)."""
+    if train_feats.ndim != 2 or test_feats.ndim != 2 or train_feats.shape[1] != test_feats.shape[1]:
+        raise ValueError(f"linear_probe: features must be [N, d] with the same d, got {tuple(train_feats.shape)} "
+                         f"and {tuple(test_feats.shape)}.")
+    train_y = class_labels(train_y, num_classes, "linear_probe's training labels")
+    test_y = class_labels(test_y, num_classes, "linear_probe's test labels")
     mean, std = train_feats.mean(0), train_feats.std(0) + 1e-6
     xtr, xte = (train_feats - mean) / std, (test_feats - mean) / std
     with seeded(seed):

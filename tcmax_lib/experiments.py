@@ -21,7 +21,7 @@ from scipy import stats
 from . import checks
 from .data.splits import Splits
 from .diagnostics import linear_probe, report
-from .methods import make_method
+from .methods import METHODS, make_method
 from .methods.base import Method
 from .models import MultimodalClassifier, encode
 from .train import TrainConfig, fit
@@ -79,6 +79,13 @@ def run_grid(methods: Sequence[str], seeds: Sequence[int], splits: Splits | Call
     """
     if keep not in ("first", "all", "none"):
         raise ValueError(f"keep={keep!r}; use 'first', 'all' or 'none'.")
+    seeds = [checks.integer(s, "a seed", minimum=None) for s in seeds]
+    if not list(methods) or not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"run_grid needs at least one method and one seed, each seed once; got methods "
+                         f"{list(methods)} and seeds {seeds}.")
+    unknown = sorted({m for m in methods if isinstance(m, str)} - set(METHODS))
+    if unknown:                                                          # before the first run, not after some
+        raise ValueError(f"unknown method(s) {unknown}; choose from {sorted(METHODS)}.")
     rows, runs = [], {}
     for method in methods:
         for k, seed in enumerate(seeds):
@@ -124,6 +131,11 @@ def summarize(results: pd.DataFrame, cols: Sequence[str] = ("acc",), by: str = "
 
     With one seed there is no spread, and only the mean is shown.
     """
+    missing = [c for c in (by, *cols) if c not in results.columns]
+    if missing:
+        raise ValueError(f"summarize: no column {missing} in the results; they have {list(results.columns)}.")
+    if ci is not None and not 0.0 < ci < 1.0:
+        raise ValueError(f"ci={ci}: a confidence level lies strictly between 0 and 1, e.g. 0.95 (None: ± std).")
     rows = {}
     for key, g in results.groupby(by, sort=False):
         n = len(g)

@@ -320,3 +320,30 @@ def test_method_settings_are_checked_when_the_method_is_made(name, kw, message):
 def test_an_unknown_method_setting_names_the_settings():
     with pytest.raises(TypeError, match=r"method 'ogm_ge' has no setting \['alpah'\]; its settings are \['alpha'"):
         methods.make_method("ogm_ge", alpah=0.5)
+
+
+def test_the_experiment_layer_checks_its_grid_before_the_first_run():
+    splits = Splits(_toy(64), _toy(32, seed=1), _toy(32, seed=2))
+    built = []
+    for methods_, seeds, message in [(["joint", "tcmaxx"], [0], r"unknown method\(s\) \['tcmaxx'\]"),
+                                     (["joint"], [], "at least one method and one seed"),
+                                     (["joint"], [0, 0], "each seed once"),
+                                     (["joint"], [0.5], r"a seed=0.5 \(float\) must be a whole number")]:
+        with pytest.raises((ValueError, TypeError), match=message):
+            experiments.run_grid(methods_, seeds, splits, lambda s: built.append(s) or _model(), CFG)
+    assert built == []                                                   # no model was built, none trained
+    res = experiments.run_grid(["joint"], [0, 1], splits, lambda s: _model(), CFG)[0]
+    with pytest.raises(ValueError, match=r"ci=95: a confidence level lies strictly between 0 and 1"):
+        experiments.summarize(res, ci=95)
+    with pytest.raises(ValueError, match=r"no column \['accuracy'\]"):
+        experiments.summarize(res, ("accuracy",))
+
+
+def test_a_probe_checks_its_labels_and_widths():
+    from tcmax_lib.diagnostics import linear_probe
+
+    x, y = torch.randn(20, 3), torch.randint(0, 2, (20,))
+    with pytest.raises(ValueError, match=r"linear_probe's test labels must lie in \[0, 1\]"):
+        linear_probe(x, y, x, y + 2, 2)
+    with pytest.raises(ValueError, match="the same d"):
+        linear_probe(x, y, x[:, :2], y, 2)
