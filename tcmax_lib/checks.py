@@ -169,6 +169,7 @@ def check_step(model: torch.nn.Module, batch: Sequence[torch.Tensor], loss: torc
     Before backward it checks the loss (and, when that is bad, names the input row at fault); after
     backward every parameter gradient. Under torch.distributed all processes stop together.
     """
+
     if not after_backward:
         value = float(loss.detach())
         ok = math.isfinite(value) and abs(value) <= max_abs_loss

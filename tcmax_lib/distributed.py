@@ -23,6 +23,8 @@ from contextlib import contextmanager
 import torch
 import torch.distributed as dist
 
+from .runtime import env_seconds
+
 _SUSPENDED = [False]
 
 
@@ -147,14 +149,7 @@ def shard(idx: torch.Tensor) -> torch.Tensor:
 
 def init_timeout() -> float:
     """Seconds to wait for the other processes of a job: env TCMAX_DIST_TIMEOUT, else 300 (notebook 04)."""
-    env = os.environ.get("TCMAX_DIST_TIMEOUT", "300")
-    try:
-        value = float(env)
-    except ValueError:
-        value = float("nan")
-    if not value > 0:
-        raise ValueError(f"TCMAX_DIST_TIMEOUT={env!r} must be a positive number of seconds.")
-    return value
+    return env_seconds("TCMAX_DIST_TIMEOUT", 300.0)
 
 
 def init_from_env(device: torch.device | None = None) -> bool:

@@ -65,6 +65,20 @@ def _parse_bool(value: Any, what: str) -> bool:
                      "(unset TCMAX_FAST means FAST).")
 
 
+def env_seconds(name: str, default: float) -> float:
+    """Positive seconds from environment variable `name`, else `default`; an error naming it (notebook 00)."""
+    text = os.environ.get(name)
+    if text is None:
+        return float(default)
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise ValueError(f"{name}={text!r} must be a positive number of seconds.")
+    return value
+
+
 def resolve_fast(value: bool | str | int | None = None) -> bool:
     """Resolve FAST mode: an explicit value wins, None reads env TCMAX_FAST (unset: FAST). Notebook 00."""
     if value is None:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ..runtime import progress_off, repo_root
+from ..runtime import env_seconds, progress_off, repo_root
 from .integrity import (
     CHUNK,
     ChecksumError,
@@ -52,14 +52,7 @@ def data_dir() -> Path:
 
 def download_deadline() -> float:
     """Seconds one source may take for one file: env TCMAX_DOWNLOAD_DEADLINE, else 7200 (notebook 05)."""
-    env = os.environ.get("TCMAX_DOWNLOAD_DEADLINE", "7200")
-    try:
-        value = float(env)
-    except ValueError:
-        value = float("nan")
-    if not value > 0:
-        raise ValueError(f"TCMAX_DOWNLOAD_DEADLINE={env!r} must be a positive number of seconds.")
-    return value
+    return env_seconds("TCMAX_DOWNLOAD_DEADLINE", 7200.0)
 
 
 def mirror_dir() -> Path | None:

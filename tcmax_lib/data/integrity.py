@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..runtime import env_seconds
+
 CHUNK = 1 << 20
 _CHECKED: dict[tuple[str, int, int], str] = {}      # (path, size, mtime_ns) -> digest verified in this process
 
@@ -117,16 +119,7 @@ def writable_dir(folder: Path) -> Path:
 
 def lock_timeout() -> float:
     """Seconds a process waits for another one's file lock: env TCMAX_LOCK_TIMEOUT, else 3600 (notebook 05)."""
-    env = os.environ.get("TCMAX_LOCK_TIMEOUT")
-    if env is None:
-        return 3600.0
-    try:
-        value = float(env)
-    except ValueError:
-        value = float("nan")
-    if not value > 0:
-        raise ValueError(f"TCMAX_LOCK_TIMEOUT={env!r} must be a positive number of seconds.")
-    return value
+    return env_seconds("TCMAX_LOCK_TIMEOUT", 3600.0)
 
 
 @contextmanager
