@@ -10,13 +10,11 @@ Every chapter uses these: the toy problem (03-04), AV digits (05) and CREMA-D (0
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import pandas as pd
 import torch
-from scipy import stats
 
 from . import checks
 from .data.splits import Splits
@@ -24,6 +22,7 @@ from .diagnostics import linear_probe, report
 from .methods import METHODS, make_method
 from .methods.base import Method
 from .models import MultimodalClassifier, encode
+from .stats import mean_ci
 from .train import TrainConfig, fit
 
 ModelFn = Callable[[int], MultimodalClassifier]          # seed -> freshly initialised model
@@ -145,7 +144,7 @@ def summarize(results: pd.DataFrame, cols: Sequence[str] = ("acc",), by: str = "
             if n < 2:
                 row[c] = f"{mean:.{digits}f}"
                 continue
-            half = sd if ci is None else stats.t.ppf(0.5 + ci / 2, n - 1) * sd / math.sqrt(n)
+            half = sd if ci is None else mean_ci(g[c].to_numpy(), ci).half_width
             row[c] = f"{mean:.{digits}f} ± {half:.{digits}f}"
         rows[key] = row
     out = pd.DataFrame(rows).T

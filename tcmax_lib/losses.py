@@ -55,8 +55,9 @@ def _check_logits(logits: Sequence[torch.Tensor], labels: torch.Tensor) -> tuple
 def _check_labels(labels: torch.Tensor, num_classes: int, logits: Sequence[torch.Tensor] = ()) -> torch.Tensor:
     """Labels as int64 indices in [0, C) of a non-empty batch (any integer dtype), and finite logits; else an error.
 
-    The promise of these losses: finite for any finite logits. A NaN/inf logit is refused here rather
-    than turned into a NaN loss (one host sync for all modalities).
+    The promise of these losses: finite for finite logits (in float32 up to |logit| = 1e30, where sums of
+    B*M terms cannot overflow). A NaN/inf logit is refused here rather than turned into a NaN loss (one
+    host sync for all modalities).
     """
     if labels.numel() == 0:
         raise ValueError("the batch is empty: TCMax needs at least one sample (B >= 1).")
