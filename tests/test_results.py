@@ -41,3 +41,31 @@ def test_publish_refuses_fast_metrics_and_renders_tables(tmp_path, monkeypatch):
     assert "| 99_demo | 4 s | 12 s | CPU test · bf16 · 2.x ·" in results.readme_block(["99_demo"])
     assert "| 98_never_run | not measured | not run |" in block
     assert "| joint | 0.500 |" in block and "| tcmax | 0.750 |" in block
+
+
+def test_04_optimizer_reading():
+    """Each point of notebook 04 section 10's reading holds on the committed FULL run."""
+    import numpy as np
+
+    from tcmax_lib.stats import paired_difference
+
+    res = results.load_results("04_tcmax")
+    mod = res["metrics"]["optimizer_modulation"]["per_seed"]
+    dist = {o: {m: float(np.mean(v["visual_encoder_distance"])) for m, v in per.items()} for o, per in mod.items()}
+    for m in ("ogm_ge_no_noise", "agm"):                                 # "several times further under SGD"
+        assert dist["sgd"][m] > 2 * dist["adamw"][m], m
+    assert dist["adamw"]["ogm_ge"] > 3 * dist["adamw"]["ogm_ge_no_noise"]   # under AdamW, mostly the noise
+    for o in mod:                                                        # MMPareto moves the encoder furthest
+        assert max(dist[o], key=dist[o].get) == "mmpareto", o
+        for m in ("ogm_ge", "ogm_ge_no_noise", "agm", "mmpareto"):       # fused: < 0.01; only MMPareto + SGD resolved
+            fused = paired_difference(mod[o][m]["acc"], mod[o]["joint"]["acc"])
+            assert abs(fused.mean) < 0.01 and (fused.lo > 0 if (o, m) == ("sgd", "mmpareto") else fused.contains(0.0))
+        probe = paired_difference(mod[o]["mmpareto"]["probe_visual"], mod[o]["joint"]["probe_visual"])
+        assert probe.lo > 0, o                                           # MMPareto's probe gain is resolved
+    unresolved = [paired_difference(mod[o][m][c], mod[o]["joint"][c]).contains(0.0) for o in mod
+                  for m in ("ogm_ge", "ogm_ge_no_noise", "agm") for c in ("acc_visual_head", "probe_visual")]
+    assert sum(unresolved) > len(unresolved) / 2                         # "mostly contain 0"
+    sc = res["metrics"]["optimizer_scale_invariance"]
+    assert sc["adamw (eps 1e-12)"]["|theta(k=0.2) - theta(k=1)| / |theta(k=1) - theta_0|"] < 1e-5
+    lr = res["metrics"]["optimizer_modulation"]
+    assert lr["lr"]["sgd"] == max(lr["lr_grid"]["sgd"])                  # "the largest of its grid"
