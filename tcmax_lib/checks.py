@@ -97,13 +97,17 @@ def class_labels(labels: object, num_classes: int, what: str = "labels") -> torc
     return labels.long()
 
 
+def bad_rows(x: torch.Tensor) -> torch.Tensor:
+    """Indices of the rows of `x` [N, ...] that hold NaN or inf (empty for integer tensors) (notebook 03)."""
+    if not x.is_floating_point() or x.numel() == 0:
+        return torch.zeros(0, dtype=torch.long)
+    return (~torch.isfinite(x.reshape(x.shape[0], -1))).any(1).nonzero().squeeze(1)   # [n_bad]
+
+
 def finite_rows(x: torch.Tensor, what: str) -> None:
     """Raise ValueError naming `what` and the first rows when a floating tensor holds NaN or inf (notebook 03)."""
-    if not x.is_floating_point() or x.numel() == 0:
-        return
-    bad = ~torch.isfinite(x.reshape(x.shape[0], -1)).all(1)               # [N]
-    if bool(bad.any()):
-        rows = bad.nonzero().squeeze(1)
+    rows = bad_rows(x)
+    if len(rows):
         raise ValueError(f"{what} holds NaN/inf in {len(rows)} of {x.shape[0]} rows (first rows "
                          f"{rows[:5].tolist()}). Clean the data (drop or impute those samples) before training "
                          "or evaluating: a NaN input would silently count as a wrong prediction.")
@@ -113,29 +117,6 @@ def finite_inputs(inputs: Sequence[torch.Tensor], what: str) -> None:
     """`finite_rows` for every modality of a split or batch (notebook 03)."""
     for m, x in enumerate(inputs):
         finite_rows(x, f"{what}: modality {m}")
-
-
-def device(value: str | torch.device, name: str = "device") -> torch.device:
-    """A torch.device this build and machine can use; an error with the fix otherwise (notebook 00)."""
-    try:
-        dev = torch.device(value)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"{name}={value!r} is not a device name; use 'cpu', 'cuda', 'cuda:1' or 'mps'.") from exc
-    if dev.type == "cuda":
-        if not torch.backends.cuda.is_built():
-            raise RuntimeError(f"{name}={value!r}: this torch build ({torch.__version__}) has no CUDA support; use "
-                               "'cpu', or install a CUDA build of torch on a machine with an NVIDIA GPU.")
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"{name}={value!r} asked for CUDA but torch sees no GPU; use 'cpu'.")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise RuntimeError(f"{name}={value!r}: torch sees {torch.cuda.device_count()} GPU(s); use 'cuda' or "
-                               "an index below that.")
-    elif dev.type == "mps" and not torch.backends.mps.is_available():
-        raise RuntimeError(f"{name}={value!r} asked for Apple MPS, which this machine or torch build does not "
-                           "offer; use 'cpu'.")
-    elif dev.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"{name}={value!r}: the series runs on 'cpu', 'cuda' or 'mps'.")
-    return dev
 
 
 @torch.no_grad()
@@ -169,7 +150,6 @@ def check_step(model: torch.nn.Module, batch: Sequence[torch.Tensor], loss: torc
     Before backward it checks the loss (and, when that is bad, names the input row at fault); after
     backward every parameter gradient. Under torch.distributed all processes stop together.
     """
-
     if not after_backward:
         value = float(loss.detach())
         ok = math.isfinite(value) and abs(value) <= max_abs_loss
@@ -178,9 +158,8 @@ def check_step(model: torch.nn.Module, batch: Sequence[torch.Tensor], loss: torc
         if ok:
             raise _diverged(epoch, step, "another process of the distributed job had a non-finite loss", lr)
         for m, x in enumerate(batch):
-            if x.is_floating_point() and not bool(torch.isfinite(x).all()):
-                rows = (~torch.isfinite(x.flatten(1))).any(1).nonzero().squeeze(1)[:5].tolist()
-                raise _diverged(epoch, step, f"input {m} holds NaN/inf (batch rows {rows})", lr)
+            if len(rows := bad_rows(x)):
+                raise _diverged(epoch, step, f"input {m} holds NaN/inf (batch rows {rows[:5].tolist()})", lr)
         what = (f"the loss is {value:.3g} (|loss| > max_abs_loss={max_abs_loss:g})" if math.isfinite(value)
                 else f"the loss is {value}")
         raise _diverged(epoch, step, what, lr)
@@ -203,8 +182,7 @@ def check_estimates(values: Sequence[torch.Tensor], names: Sequence[str], step: 
     if not bad:
         return
     for m, z in enumerate(inputs):
-        rows = (~torch.isfinite(z.reshape(z.shape[0], -1))).any(1).nonzero().squeeze(1)
-        if len(rows):
+        if len(rows := bad_rows(z)):
             cause = f"input {m} of the batch holds NaN/inf (rows {rows[:5].tolist()}). Fix: clean the sampler's data"
             break
     else:

@@ -90,6 +90,29 @@ def resolve_fast(value: bool | str | int | None = None) -> bool:
     return fast
 
 
+def check_device(value: str | torch.device, name: str = "device") -> torch.device:
+    """A torch.device this build and machine can use; an error with the fix otherwise (notebook 00)."""
+    try:
+        dev = torch.device(value)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"{name}={value!r} is not a device name; use 'cpu', 'cuda', 'cuda:1' or 'mps'.") from exc
+    if dev.type == "cuda":
+        if not torch.backends.cuda.is_built():
+            raise RuntimeError(f"{name}={value!r}: this torch build ({torch.__version__}) has no CUDA support; use "
+                               "'cpu', or install a CUDA build of torch on a machine with an NVIDIA GPU.")
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"{name}={value!r} asked for CUDA but torch sees no GPU; use 'cpu'.")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise RuntimeError(f"{name}={value!r}: torch sees {torch.cuda.device_count()} GPU(s); use 'cuda' or "
+                               "an index below that.")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise RuntimeError(f"{name}={value!r} asked for Apple MPS, which this machine or torch build does not "
+                           "offer; use 'cpu'.")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"{name}={value!r}: the series runs on 'cpu', 'cuda' or 'mps'.")
+    return dev
+
+
 def pick_device(pref: str = "auto", verbose: bool = True, precision: str | None = None) -> torch.device:
     """Pick a device: 'auto' prefers cuda > mps > cpu; an explicit name is checked and used (notebook 00).
 
@@ -106,22 +129,7 @@ def pick_device(pref: str = "auto", verbose: bool = True, precision: str | None 
         else:
             device = torch.device("cpu")
     else:
-        try:
-            device = torch.device(pref)
-        except RuntimeError as exc:
-            raise ValueError(f"DEVICE={pref!r} is not a device name; use 'auto', 'cpu', 'cuda', 'cuda:1' or 'mps'.") \
-                from exc
-        if device.type == "cuda" and not torch.backends.cuda.is_built():
-            raise RuntimeError(f"DEVICE={pref!r}: this torch build ({torch.__version__}) has no CUDA support; use "
-                               "'auto' or 'cpu', or install a CUDA build of torch on a machine with an NVIDIA GPU.")
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError(f"DEVICE={pref!r} asked for CUDA but torch sees no GPU; use 'auto' or 'cpu'.")
-        if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-            raise RuntimeError(f"DEVICE={pref!r}: torch sees {torch.cuda.device_count()} GPU(s); use 'cuda' or 'auto'.")
-        mps = getattr(torch.backends, "mps", None)
-        if device.type == "mps" and not (mps is not None and mps.is_available()):
-            raise RuntimeError(f"DEVICE={pref!r} asked for Apple MPS, which this machine or torch build does not "
-                               "have; use 'auto' or 'cpu'.")
+        device = check_device(pref, "DEVICE")
     STATE.device = hardware.device_name(device)
     prec = pick_precision(device, precision)                          # validates before storing
     STATE.precision_pref, STATE.precision = precision, str(prec)      # the notebook's policy, for its records

@@ -26,7 +26,7 @@ from .checks import TrainingDivergedError
 from .data.splits import Split
 from .methods.base import Method
 from .models import MultimodalClassifier
-from .runtime import Precision, pick_precision, progress_off, seeded
+from .runtime import Precision, check_device, pick_precision, progress_off, seeded
 
 
 @dataclass
@@ -222,7 +222,7 @@ def fit(model: MultimodalClassifier, method: Method, train: Split, val: Split, c
     and `best_epoch`. Randomness inside training (batch order, a method's noise) comes from
     `cfg.seed`; the caller's global RNG state is left as it was.
     """
-    device = checks.device(cfg.device, "TrainConfig.device")
+    device = check_device(cfg.device, "TrainConfig.device")
     precision = trainer_precision(model, cfg)                           # fails early on a bad TCMAX_PRECISION
     _check_config(cfg, train, val)
     if cfg.check_finite:                                                 # every split once, before any step

@@ -188,6 +188,7 @@ def _mismatch_worker(rank: int, world: int, init_file: str) -> None:
         logits = [torch.randn(4, 3 + rank), torch.randn(4, 3 + rank)]   # rank 1 has one class more
         with pytest.raises(ValueError, match=r"different shapes \[\(2, 3\), \(2, 4\)\]"):
             losses.tcmax_loss(logits, torch.tensor([0, 1, 2, 0]), group=distributed.group_or_none())
+        dist.barrier()                  # both ranks are past the error before either tears its connections down
     finally:
         dist.destroy_process_group()
 

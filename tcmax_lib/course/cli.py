@@ -72,12 +72,9 @@ def check_output_path(path: str | Path) -> Path:
 
 def write_csv_atomically(frame, out: Path) -> None:
     """Write a DataFrame to `out` through a temporary file renamed into place: never half a CSV."""
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        frame.to_csv(tmp, index=False)
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    from ..data.integrity import write_atomically
+
+    write_atomically(out, lambda tmp: frame.to_csv(tmp, index=False))
 
 
 def _series(args: argparse.Namespace) -> None:

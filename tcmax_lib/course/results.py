@@ -105,11 +105,10 @@ def publish_fast_timings(timings: dict[str, float], device: str | None, torch_ve
 
 
 def _write(path: Path, data: dict) -> Path:
+    from ..data.integrity import write_atomically
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-    tmp.replace(path)
-    return path
+    return write_atomically(path, lambda tmp: tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n"))
 
 
 # ----------------------------------------------------------------------------- README tables

@@ -14,9 +14,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .. import checks
 from ..checks import check_estimates
-from ..runtime import Precision, pick_precision, progress_off, seeded
+from ..runtime import Precision, check_device, pick_precision, progress_off, seeded
 from . import bounds
 from .closed_forms import (
     r_for_tc,
@@ -125,7 +124,7 @@ def train_estimators(specs: Sequence[EstimatorSpec], true_values: np.ndarray, di
     is in the frame's `attrs["compile_s"]`.
     Returns a tidy frame: step, estimator, estimate, true, joint, log_partition. Introduced in notebook 01.
     """
-    device = checks.device(device)
+    device = check_device(device)
     prec = precision if isinstance(precision, Precision) else pick_precision(device, precision)
     prec = prec.unless_small(all(isinstance(s.critic, ConcatCritic) for s in specs))   # K^2-row products
     batched = batched_default(device) if batched is None else batched
@@ -181,7 +180,7 @@ def evaluate_estimators(specs: Sequence[EstimatorSpec], mi: float, dim: int = 20
 
     Introduced in notebook 01.
     """
-    gen = torch.Generator(device=checks.device(device)).manual_seed(seed)
+    gen = torch.Generator(device=check_device(device)).manual_seed(seed)
     rho = rho_for_mi(mi, dim)
     rows = []
     for _ in range(n_batches):
@@ -251,7 +250,7 @@ def train_tc_estimator(critic: nn.Module, true_values: np.ndarray, num_vars: int
     each step (for M >= 4, where the full tensor is too large). `check_finite` stops training before
     the update of a step whose estimate is NaN/inf or exploding (`check_estimates`), naming a bad input row.
     """
-    device = checks.device(device)
+    device = check_device(device)
     critic.to(device).train()
     opt = torch.optim.Adam(critic.parameters(), lr=lr)
     gen = torch.Generator(device=device).manual_seed(seed)
