@@ -104,18 +104,40 @@ def _mla_step(projection, steps=1):
 
 
 def test_mla_alternates_modalities_through_the_shared_head():
-    _, log, _ = _mla_step(projection=False)
+    _, log, _ = _mla_step(projection="none")
     assert [has for has, _ in log] == [[True, False], [False, True]]     # audio step, then visual step
 
 
-def test_mla_projects_the_head_gradient_with_owm_after_the_first_update():
-    _, raw, (xa, xv, y) = _mla_step(projection=False)
+@pytest.mark.parametrize("form,update", [("owm", mla_m.owm_update), ("released", mla_m.owm_update_released)])
+def test_mla_projects_the_head_gradient_after_the_first_update(form, update):
+    _, raw, (xa, xv, y) = _mla_step(projection="none")
     model0 = _model("shared")
-    _, proj, _ = _mla_step(projection=True)
+    _, proj, _ = _mla_step(projection=form)
     torch.testing.assert_close(proj[0][1], raw[0][1])                    # the very first update is not projected
     with torch.no_grad():
-        p = mla_m.owm_update(torch.eye(6), model0.encoders[1](xv), 0.1 ** (1 + 0 / 4))
+        p = update(torch.eye(6), model0.encoders[1](xv), 0.1 ** (1 + 0 / 4))
     torch.testing.assert_close(proj[1][1], raw[1][1] @ p.T)
+
+
+def test_mla_default_is_the_released_behaviour_no_projection():
+    assert mla_m.MLA().projection == "none"
+    with pytest.raises(ValueError, match="'none' .*'released' .*'owm'"):
+        mla_m.MLA(projection=True)                                        # the old bool is refused, not guessed
+
+
+def test_released_projector_divides_elementwise_by_the_outer_product():
+    """Slow, obvious loops against the vectorised step: entry (i, j) is divided by alpha + k_i r_j."""
+    g = torch.Generator().manual_seed(3)
+    proj, feats, alpha = torch.eye(4) + 0.1 * torch.randn(4, 4, generator=g), torch.randn(5, 4, generator=g), 0.1
+    r = feats.mean(0)
+    k = proj @ r
+    slow = torch.empty(4, 4)
+    for i in range(4):
+        for j in range(4):
+            slow[i, j] = proj[i, j] - k[i] * k[j] / (alpha + k[i] * r[j])
+    torch.testing.assert_close(mla_m.owm_update_released(proj, feats, alpha), slow / slow.norm())
+    owm = mla_m.owm_update(proj, feats, alpha)                           # the paper's scalar form differs
+    assert float((owm - slow / slow.norm()).abs().max()) > 1e-2
 
 
 def test_owm_update_removes_the_batch_feature_direction():

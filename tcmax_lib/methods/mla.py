@@ -8,8 +8,11 @@ based weights.
 Official code followed: hubaak/TCMax (commit a950d9b4e9cd, 2026-02-27), `src/utils/modulation.py`
 `MLA_modulation` and `MLA_prediction`, `src/models/MLA_module.py`.
 
-Adapted: the OWM projection is applied (`projection=True`, the MLA paper's form); in the release a parameter-
-name check means it never runs, which `projection=False` reproduces. See the class docstring.
+Projection: the default `projection="none"` is what the release computes. Its projector (`MLA_GSPlugin.
+before_update`) looks for a parameter named "module.weight", which the head's nn.Linear never has, so it never
+runs. `"released"` is the release's formula as written, were it to run (an elementwise denominator,
+`owm_update_released`); `"owm"` is the MLA paper's orthogonal weight modification (a scalar denominator,
+`owm_update`). See the class docstring.
 
 Introduced in notebook 07.
 """
@@ -34,11 +37,26 @@ def mla_fusion(modality_logits: Sequence[torch.Tensor]) -> torch.Tensor:
     return (torch.softmax(-entropy, dim=0) * stacked).sum(0)            # [B, C]
 
 
+PROJECTIONS = ("none", "released", "owm")
+
+
 def owm_update(proj: torch.Tensor, feats: torch.Tensor, alpha: float) -> torch.Tensor:
-    """One OWM step of MLA's gradient projector: P - P r (P r)^T / (alpha + r^T P r), Frobenius-normalised (nb 07)."""
+    """One OWM step (the MLA paper): P - P r (P r)^T / (alpha + r P r^T), Frobenius-normalised (notebook 07)."""
     r = feats.float().mean(0, keepdim=True)                              # [1, d] batch mean feature
     k = proj @ r.T                                                       # [d, 1]
-    proj = proj - (k @ k.T) / (alpha + r @ k)                            # [d, d]
+    proj = proj - (k @ k.T) / (alpha + r @ k)                            # [d, d], scalar denominator
+    return proj / proj.norm()
+
+
+def owm_update_released(proj: torch.Tensor, feats: torch.Tensor, alpha: float) -> torch.Tensor:
+    """The release's projector step: P - (k k^T) / (alpha + k r) elementwise, k = P r^T, normalised (notebook 07).
+
+    `torch.mm(k, r)` in hubaak/TCMax and in MLA's own code is the [d, d] outer product k r, so each entry of
+    k k^T is divided by its own alpha + k_i r_j, not by the scalar alpha + r P r^T of the OWM paper.
+    """
+    r = feats.float().mean(0, keepdim=True)                              # [1, d]
+    k = proj @ r.T                                                       # [d, 1]
+    proj = proj - (k @ k.T) / (alpha + k @ r)                            # [d, d] / [d, d], elementwise
     return proj / proj.norm()
 
 
@@ -47,19 +65,24 @@ class MLA(Method):
     """MLA (Zhang et al., CVPR 2024): alternating unimodal steps through one shared head (notebook 07).
 
     Each batch takes M optimiser steps: encoder m + the shared head on CE(head(z_m), y), modality by
-    modality. Before each step but the first of training, the head's weight gradient is projected by
-    the OWM matrix P (`owm_update`, alpha = 0.1^(1 + step/steps_per_epoch)) so that it interferes less
-    with what the other modality taught the head. Prediction: `mla_fusion` (entropy-weighted).
-    Needs `head="shared"`. Note: in hubaak/TCMax `MLA_GSPlugin.before_update` looks for a parameter
-    named "module.weight", which an nn.Linear never has ("weight", "bias"), so there the projection
-    is never applied; `projection=False` reproduces that code, the default follows the MLA paper.
+    modality. With a projection, before each step but the first of training, the head's weight gradient
+    is multiplied by a projector P (alpha = 0.1^(1 + step/steps_per_epoch)) so that it interferes less with what the
+    other modality taught the head. Prediction: `mla_fusion` (entropy-weighted). Needs `head="shared"`.
+    `projection`: "none" (default; what hubaak/TCMax and MLA's release compute, since their projector's
+    "module.weight" name check never matches an nn.Linear's "weight"), "released" (their formula as
+    written, `owm_update_released`) or "owm" (the MLA paper's form, `owm_update`).
     """
 
-    projection: bool = True
+    projection: str = "none"
     name: str = "mla"
     owns_step = True
     proj: torch.Tensor | None = field(default=None, repr=False)
     updates: int = field(default=0, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.projection not in PROJECTIONS:                          # a bool would silently mean one of them
+            raise ValueError(f"MLA.projection={self.projection!r}; use one of {PROJECTIONS}: 'none' (the released "
+                             "code's behaviour, default), 'released' (its formula, were it to run), 'owm' (the paper).")
 
     @staticmethod
     def _head(model: MultimodalClassifier) -> SharedHead:
@@ -86,12 +109,13 @@ class MLA(Method):
             opt.zero_grad(set_to_none=True)
             loss.backward()
             guard(loss, True)
-            if self.projection:
+            if self.projection != "none":
                 with torch.autocast(z.device.type, enabled=False):      # the projector stays fp32 under bf16
                     if self.proj is None:
                         self.proj = torch.eye(z.shape[1], device=z.device)
                     if self.updates > 0:
-                        self.proj = owm_update(self.proj, z.detach().float(), 0.1 ** (1 + step / steps_per_epoch))
+                        update = owm_update if self.projection == "owm" else owm_update_released
+                        self.proj = update(self.proj, z.detach().float(), 0.1 ** (1 + step / steps_per_epoch))
                         head.fc.weight.grad = head.fc.weight.grad @ self.proj.T
             self.updates += 1
             opt.step()

@@ -1,0 +1,103 @@
+"""The evidence protocol (tcmax_lib.protocol): rate selection on validation, paired seeds, stored per-seed values."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+
+import pytest
+
+from tcmax_lib import experiments, protocol, stats
+from tcmax_lib.data.toy import ToyConfig, make_toy_splits
+from tcmax_lib.methods import make_method
+from tcmax_lib.models import mlp_pair_model
+from tcmax_lib.train import TrainConfig, TrainingDivergedError, fit
+
+CFG = ToyConfig(interaction=False)
+CONFIG = TrainConfig(epochs=3, batch_size=64, optimizer="sgd", lr=0.1, progress=False)
+
+
+def splits(seed):
+    return make_toy_splits(CFG, n_train=256, n_val=128, n_test=256, seed=seed)
+
+
+def model(head, seed):
+    return mlp_pair_model(CFG.dims, CFG.num_classes, head=head, hidden=16, feat=8, seed=seed)
+
+
+def test_protocol_is_checked_and_names_its_shortfalls():
+    with pytest.raises(ValueError, match="selection_seed=1 is also a reported seed"):
+        protocol.Protocol((0.01, 0.1), (0, 1), selection_seed=1)
+    with pytest.raises(ValueError, match="each once"):
+        protocol.Protocol((0.01, 0.01), (0,))
+    with pytest.raises(ValueError, match="lr"):
+        protocol.Protocol((0.0, 0.1), (0,))
+    p = protocol.Protocol((0.1, 0.01), (3, 4))
+    assert p.lr_grid == (0.01, 0.1)                                      # sorted: ties go to the smaller rate
+    assert p.shortfalls() == ["2 learning rates (the rule: at least 3)", "2 reported seeds (the rule: at least 5)"]
+    full = protocol.Protocol((0.01, 0.03, 0.1), tuple(range(5)))
+    assert full.shortfalls() == []
+    assert protocol.Protocol((0.01, 0.02, 0.05), tuple(range(5))).shortfalls() == [
+        "the grid spans 5x (the rule: at least 10x)"]
+
+
+def test_select_lr_is_the_argmax_of_validation_accuracy_written_out():
+    p = protocol.Protocol((0.003, 0.03, 0.3), (0,), selection_seed=7)
+    got = protocol.select_lr("joint", splits, lambda s: model("concat", s), CONFIG, p)
+    data = splits(7)
+    slow = {}
+    for lr in p.lr_grid:                                                 # the obvious loop
+        _, hist = fit(model("concat", 7), make_method("joint"), data.train, data.val, replace(CONFIG, lr=lr, seed=7))
+        slow[lr] = float(hist["val_acc"].max())
+    assert got.val_acc == slow
+    best = max(slow.values())
+    assert got.lr == min(lr for lr, v in slow.items() if v == best)     # the smaller rate on a tie
+    assert got.epochs == 3 and set(got.best_epoch) == set(p.lr_grid)
+
+
+def test_select_lr_never_chooses_a_rate_that_diverges_and_stops_if_all_do():
+    p = protocol.Protocol((0.03, 1e9), (0,))
+    got = protocol.select_lr("joint", splits, lambda s: model("concat", s), CONFIG, p)
+    assert got.val_acc[1e9] == -math.inf and got.lr == 0.03 and got.at_edge
+    with pytest.raises(TrainingDivergedError, match="every learning rate"):
+        protocol.select_lr("joint", splits, lambda s: model("concat", s), CONFIG, protocol.Protocol((1e9, 1e10), (0,)))
+
+
+def test_compare_runs_the_chosen_rate_on_paired_seeds_and_stores_every_value():
+    p = protocol.Protocol((0.01, 0.1), (0, 1), selection_seed=9)
+    comp = protocol.compare(["joint", "mmpareto"], splits, model, "concat", CONFIG, p, keep="none")
+    assert comp.results.groupby("method")["head"].first().to_dict() == {"joint": "concat", "mmpareto": "concat_msh"}
+    # the reported runs are run_grid at the chosen rate, seed for seed
+    lr = comp.choices["joint"].lr
+    ref, _ = experiments.run_grid(["joint"], [0, 1], splits, lambda s: model("concat", s), replace(CONFIG, lr=lr),
+                                  keep="none")
+    rec = json.loads(json.dumps(comp.record(["acc", "acc_visual_head"])))          # survives JSON
+    assert rec["per_seed"]["joint"]["acc"] == pytest.approx(ref["acc"].tolist(), abs=0)
+    assert rec["lr"]["joint"] == lr and rec["seeds"] == [0, 1] and rec["selection_seed"] == 9
+    assert rec["optimizer"] == "sgd" and set(rec["val_acc_by_lr"]["joint"]) == {"0.01", "0.1"}
+    assert rec["shortfalls"] and rec["head"]["mmpareto"] == "concat_msh"
+    back = protocol.frame(rec)
+    assert len(back) == 4 and back.set_index(["method", "seed"]).loc[("joint", 1), "acc"] == ref["acc"].iloc[1]
+    # given rates skip the selection
+    again = protocol.compare(["joint"], splits, model, "concat", CONFIG, p, lr={"joint": 0.05}, keep="none")
+    assert again.choices["joint"].lr == 0.05 and again.choices["joint"].val_acc == {}
+    with pytest.raises(ValueError, match="unknown method"):
+        protocol.compare(["joint", "nope"], splits, model, "concat", CONFIG, p)
+    with pytest.raises(ValueError, match="no column"):
+        comp.record(["no_such_metric"])
+
+
+def test_verdict_is_the_tie_rule_and_paired_differences():
+    rec = {"seeds": [0, 1, 2, 3, 4], "per_seed": {
+        "joint": {"acc": [0.80, 0.82, 0.79, 0.81, 0.80]},
+        "tcmax": {"acc": [0.81, 0.83, 0.80, 0.82, 0.81]},               # +0.01 on every seed: resolved
+        "ogm_ge": {"acc": [0.70, 0.90, 0.75, 0.85, 0.80]}}}              # same mean as joint, noisy
+    v = protocol.verdict(rec)
+    assert v["best"] == stats.tied_best({m: c["acc"] for m, c in rec["per_seed"].items()})
+    assert "tcmax" in v["best"] and "joint" not in v["best"]
+    d = v["minus_joint"]["tcmax"]
+    assert d.mean == pytest.approx(0.01) and d.half_width == pytest.approx(0.0, abs=1e-12)
+    assert v["minus_joint"]["ogm_ge"].contains(0.0)
+    with pytest.raises(ValueError, match="reference 'unimodal'"):
+        protocol.verdict(rec, reference="unimodal")
