@@ -170,28 +170,44 @@ def check_07(m):
         assert b["sd (measured)"][n] == pytest.approx(b["sd (delta method)"][n], rel=0.1), n
     methods = {"joint", "unimodal", "ogm_ge", "agm", "mla", "mmpareto", "pmr", "tcmax"}
     main = m["main"]
-    assert set(main) == {"toy A", "toy B", "AV digits (hard)"} and all(set(v) == methods for v in main.values())
-    assert m["heads_used"]["mla"] == ["shared"] and m["heads_used"]["mmpareto"] == ["concat_msh"]
-    assert m["heads_used"]["joint"] == ["concat", "mlp"]
-    # toy A: audio alone is near Bayes-optimal (0.977) and learned in a few epochs by every method (FAST: 0.974-0.979)
-    assert all(main["toy A"][k]["acc"] > 0.95 for k in methods)
+    assert set(main) == {"toy A", "toy B", "AV digits (hard)"} and "SGD" in m["protocol"]
+    for name, r in main.items():   # the protocol's record: every method, its rate from the grid, every seed's value
+        assert set(r["per_seed"]) == methods and r["optimizer"] == "sgd" and r["selection_seed"] not in r["seeds"]
+        assert all(r["lr"][k] in r["lr_grid"] for k in methods), name
+        assert all(len(v) == len(r["seeds"]) for s in r["per_seed"].values() for v in s.values()), name
+        assert r["head"]["mla"] == "shared" and r["head"]["mmpareto"] == "concat_msh"
+        for s in r["per_seed"].values():
+            assert all(0.0 <= v <= math.log(2) + 1e-6 for v in s["js"]) and min(s["entropy_ratio"]) >= 1.0
+    assert main["toy A"]["head"]["joint"] == "concat" and main["toy B"]["head"]["joint"] == "mlp"
+    acc = {d: {k: r["per_seed"][k]["acc"] for k in methods} for d, r in main.items()}
+    # toy A: audio alone is near Bayes-optimal (0.977), learned in a few epochs by every method (FAST: 0.972-0.985)
+    assert all(min(v) > 0.95 for v in acc["toy A"].values())
     # toy B: the interaction bit b2 = c_a xor c_v is not additive across modalities. Methods whose prediction is
     # a sum of per-modality terms (unimodal, MLA's shared head, MMPareto's concat head) leave it at chance, so
-    # their accuracy is at most P(b1 right) / 2 ~ 0.5; the MLP head can learn it (FAST: ~0.60 for joint/TCMax)
+    # their accuracy is at most P(b1 right) / 2 ~ 0.5 (FAST: 0.487-0.513); the MLP head can learn part of it in
+    # FAST's 4 epochs (FAST means: joint 0.606, TCMax 0.607)
     for k in ("unimodal", "mla", "mmpareto"):
-        assert main["toy B"][k]["acc"] < 0.53, k
+        assert max(acc["toy B"][k]) < 0.53, k
     for k in ("joint", "tcmax"):
-        assert main["toy B"][k]["acc"] > 0.55, k
-    # AV digits hard, FAST (500 pairs, 6 epochs): every method is well above chance (0.1); measured 0.31-0.45
-    assert all(main["AV digits (hard)"][k]["acc"] > 0.2 for k in methods)
-    for d in main.values():
-        for r in d.values():
-            assert 0.0 <= r["js"] <= math.log(2) + 1e-6 and r["entropy_ratio"] >= 1.0
-    # the exact end of Fig. 3 and the concat row of the head table are the main table's TCMax runs: identical
-    assert m["fig3"]["AV digits (hard)"]["4096"] == main["AV digits (hard)"]["tcmax"]["acc"]
-    assert m["heads"]["concat"]["tcmax"] == main["AV digits (hard)"]["tcmax"]["acc"]
-    assert set(m["heads"]) == {"concat", "sum", "shared", "film", "gated"}
-    assert all(math.isfinite(v) for v in m["final_gap"].values())
+        assert sum(acc["toy B"][k]) / len(acc["toy B"][k]) > 0.55, k
+    # AV digits hard, FAST (500 pairs, 6 epochs): every run well above chance (0.1); measured 0.287-0.647
+    assert all(min(v) > 0.2 for v in acc["AV digits (hard)"].values())
+    # Fig. 3: the exact point is the main table's TCMax runs; the coverage of N draws with replacement from B^2
+    for name, f in m["fig3"].items():
+        assert f["per_seed"]["exact"] == main[name]["per_seed"]["tcmax"]["acc"] and f["lr"] == main[name]["lr"]["tcmax"]
+        for n, c in f["coverage"].items():
+            assert c == pytest.approx(1 - (1 - 1 / 64**2) ** int(n), rel=1e-12), n
+    # the concat row of the head table is the main table's runs, and every head reuses its rates
+    av = main["AV digits (hard)"]
+    heads = m["heads"]
+    assert set(heads["per_seed"]) == {"concat", "sum", "shared", "film", "gated"}
+    assert heads["per_seed"]["concat"] == {k: av["per_seed"][k]["acc"] for k in ("joint", "tcmax")}
+    assert heads["lr"] == {k: av["lr"][k] for k in ("joint", "tcmax")}
+    # Fig. 4: a gap per seed where it is read; every run reaches the matched level by construction
+    assert 0.0 < m["fig4"]["matched_val_acc"] <= 1.0
+    for where in ("matched", "last"):
+        assert all(len(v) == len(av["seeds"]) and all(-1.0 <= g <= 1.0 for g in v)
+                   for v in m["fig4"]["gap"][where].values())
 
 
 CHECKS = {"00": check_00, "01": check_01, "02": check_02, "03": check_03,

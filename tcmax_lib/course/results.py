@@ -134,18 +134,27 @@ def _table(rows: dict[str, dict]) -> list[str]:
     return out
 
 
-def mean_std_table(mean: dict, std: dict, col: str, rows: list[str] | None = None, digits: int = 3) -> dict:
-    """{row: {data set: 'mean ± std'}} of one metric from recorded {data set: {row: {col: value}}} (notebook 07)."""
-    rows = list(next(iter(mean.values()))) if rows is None else rows
-    return {r: {d: f"{mean[d][r][col]:.{digits}f} ± {std[d][r][col]:.{digits}f}" for d in mean} for r in rows}
+def ci_table(records: dict, col: str, digits: int = 3) -> dict:
+    """{method: {data set: 'mean ± half-width'}}, a 95 % t-interval over the recorded seeds of one metric (nb 07)."""
+    from ..stats import mean_ci
+
+    def cell(values: list[float]) -> str:
+        iv = mean_ci(values)
+        return f"{iv.mean:.{digits}f} ± {iv.half_width:.{digits}f}"
+
+    methods = list(next(iter(records.values()))["per_seed"])
+    return {m: {d: cell(r["per_seed"][m][col]) for d, r in records.items()} for m in methods}
 
 
 def _summary_07(metrics: dict) -> dict:
-    """README tables of notebook 07, derived from its recorded main table (mean ± std over seeds)."""
-    return {title: mean_std_table(metrics["main"], metrics["main_std"], col) for col, title in (
-        ("acc", "summary_fused test accuracy, mean ± std over seeds"),
-        ("js", "summary_JS divergence of the unimodal predictions (nats), mean ± std over seeds"),
-        ("entropy_ratio", "summary_entropy ratio max(Ha, Hv) / min(Ha, Hv), mean ± std over seeds"))}
+    """README tables of notebook 07 from its per-seed records (mean ± 95 % t); none for pre-protocol runs."""
+    if "protocol" not in metrics:          # AdamW, one rate, means only: not shown as if it followed the protocol
+        return {}
+    n = len(next(iter(metrics["main"].values()))["seeds"])
+    return {title.format(n=n): ci_table(metrics["main"], col) for col, title in (
+        ("acc", "summary_fused test accuracy, mean ± 95 % t-interval over {n} paired seeds"),
+        ("js", "summary_JS divergence of the unimodal predictions (nats), mean ± 95 % t-interval over {n} seeds"),
+        ("entropy_ratio", "summary_entropy ratio max(Ha, Hv) / min(Ha, Hv), mean ± 95 % t-interval over {n} seeds"))}
 
 
 DERIVED_SUMMARIES = {"07_paper_figures": _summary_07}   # notebooks whose README tables are derived from records
