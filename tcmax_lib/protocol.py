@@ -5,6 +5,7 @@
     compare(methods, splits, make_model, head, config, protocol) -> Comparison (per-seed rows, the choices)
     Comparison.record(cols)                         -> the dict stored in results/: every per-seed value
     frame(record) / verdict(record, col)            -> the rows again / tie-rule best set and paired differences
+    choice_frame(record) / difference_frame(record, cols) -> the tables notebooks 05 and 07 read them with
 
 The rules (the series' evidence protocol): one optimiser for every method; a learning-rate grid of at
 least 3 values spanning at least 10x, the rate of each method chosen by the best validation accuracy on
@@ -190,3 +191,30 @@ def verdict(record: Mapping, col: str = "acc", reference: str = "joint", higher_
     diffs: dict[str, Interval] = {m: paired_difference(v, per[reference], level) for m, v in per.items()
                                   if m != reference}
     return {"best": tied_best(per, level, higher_is_better), "minus_" + reference: diffs}
+
+
+def choice_frame(record: Mapping) -> pd.DataFrame:
+    """Per method: the chosen rate, validation accuracy per rate and the learning-curve warnings (notebook 07).
+
+    'at grid edge': a wider grid might do better; 'seeds best at last epoch': those runs were still
+    improving (needs `best_epoch` among the recorded columns). Rates given to `compare` show no grid.
+    """
+    grid, last, n = record["lr_grid"], record["epochs"] - 1, len(record["seeds"])
+    rows = {}
+    for m, lr in record["lr"].items():
+        val = record["val_acc_by_lr"][m]
+        best = record["selection_best_epoch"][m]
+        epochs = record["per_seed"][m].get("best_epoch")
+        rows[m] = {"lr": lr, "val acc per lr": " / ".join(f"{val[f'{g:g}']:.3f}" for g in grid) if val else "given",
+                   "at grid edge": bool(val) and len(grid) > 1 and lr in (grid[0], grid[-1]),
+                   "best epoch (selection)": f"{best + 1} of {record['epochs']}" if best >= 0 else "-",
+                   "seeds best at last epoch": "-" if epochs is None else f"{sum(e == last for e in epochs)} of {n}"}
+    return pd.DataFrame(rows).T
+
+
+def difference_frame(record: Mapping, cols: Sequence[str], reference: str = "joint",
+                     level: float = 0.95) -> pd.DataFrame:
+    """Each method minus `reference`, paired by seed, per column: 'mean ± half-width (side of 0)' (notebook 07)."""
+    out = {c: {m: iv.signed() for m, iv in verdict(record, c, reference, level=level)["minus_" + reference].items()}
+           for c in cols}
+    return pd.DataFrame(out)

@@ -38,6 +38,15 @@ class Interval:
         """Whether `value` lies inside the closed interval (notebook 07)."""
         return self.lo <= value <= self.hi
 
+    @property
+    def side(self) -> str:
+        """Where the interval lies relative to 0: '> 0', '< 0' or 'contains 0' (the tie rule's reading) (nb 07)."""
+        return "> 0" if self.lo > 0 else "< 0" if self.hi < 0 else "contains 0"
+
+    def signed(self, digits: int = 3) -> str:
+        """A difference as 'mean ± half-width (side of 0)', e.g. '+0.012 ± 0.010 (> 0)' (notebook 07)."""
+        return f"{self.mean:+.{digits}f} ± {self.half_width:.{digits}f} ({self.side})"
+
     def __str__(self) -> str:
         return f"{self.mean:.3f} ± {self.half_width:.3f}"
 

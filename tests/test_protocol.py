@@ -101,3 +101,23 @@ def test_verdict_is_the_tie_rule_and_paired_differences():
     assert v["minus_joint"]["ogm_ge"].contains(0.0)
     with pytest.raises(ValueError, match="reference 'unimodal'"):
         protocol.verdict(rec, reference="unimodal")
+
+
+def test_choice_and_difference_frames_read_the_record():
+    rec = {"lr_grid": [0.01, 0.1, 1.0], "epochs": 10, "seeds": [0, 1, 2],
+           "lr": {"joint": 0.1, "tcmax": 1.0, "given": 0.1},
+           "val_acc_by_lr": {"joint": {"0.01": 0.5, "0.1": 0.7, "1": 0.6},
+                             "tcmax": {"0.01": 0.5, "0.1": 0.6, "1": 0.8}, "given": {}},
+           "selection_best_epoch": {"joint": 4, "tcmax": 9, "given": -1},
+           "per_seed": {"joint": {"acc": [0.70, 0.72, 0.71], "best_epoch": [9.0, 3.0, 9.0]},
+                        "tcmax": {"acc": [0.75, 0.78, 0.76], "best_epoch": [5.0, 5.0, 5.0]},
+                        "given": {"acc": [0.70, 0.73, 0.70], "best_epoch": [1.0, 1.0, 1.0]}}}
+    ch = protocol.choice_frame(rec)
+    assert ch.loc["joint", "val acc per lr"] == "0.500 / 0.700 / 0.600" and not ch.loc["joint", "at grid edge"]
+    assert ch.loc["tcmax", "at grid edge"] and ch.loc["tcmax", "best epoch (selection)"] == "10 of 10"
+    assert ch.loc["joint", "seeds best at last epoch"] == "2 of 3" and ch.loc["given", "val acc per lr"] == "given"
+    diff = protocol.difference_frame(rec, ["acc"])
+    d = stats.paired_difference(rec["per_seed"]["tcmax"]["acc"], rec["per_seed"]["joint"]["acc"])
+    assert diff.loc["tcmax", "acc"] == f"{d.mean:+.3f} ± {d.half_width:.3f} (> 0)" and d.side == "> 0"
+    assert diff.loc["given", "acc"].endswith("(contains 0)") and set(diff.index) == {"tcmax", "given"}
+    assert stats.Interval(-0.2, -0.3, -0.1, 3).side == "< 0"
