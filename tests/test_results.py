@@ -69,3 +69,20 @@ def test_04_optimizer_reading():
     assert sc["adamw (eps 1e-12)"]["|theta(k=0.2) - theta(k=1)| / |theta(k=1) - theta_0|"] < 1e-5
     lr = res["metrics"]["optimizer_modulation"]
     assert lr["lr"]["sgd"] == max(lr["lr_grid"]["sgd"])                  # "the largest of its grid"
+
+
+def test_07_summary_tables_are_t_intervals_of_the_per_seed_values():
+    """README tables of 07: mean ± t_{n-1} s / sqrt(n) per method and data set; none from a pre-protocol record."""
+    import math
+    import statistics
+
+    from scipy.stats import t
+
+    vals = [0.70, 0.74, 0.71, 0.77, 0.73]
+    rec = {"seeds": [0, 1, 2, 3, 4], "per_seed": {"joint": {"acc": vals, "js": vals, "entropy_ratio": vals}}}
+    tables = results._summary_07({"protocol": "SGD", "main": {"toy A": rec}})
+    assert len(tables) == 3 and all("5 " in k for k in tables)
+    half = t.ppf(0.975, 4) * statistics.stdev(vals) / math.sqrt(5)         # the obvious formula
+    expected = f"{statistics.mean(vals):.3f} ± {half:.3f}"
+    assert all(tab == {"joint": {"toy A": expected}} for tab in tables.values())
+    assert results._summary_07({"main": {"toy A": {"joint": {"acc": 0.7}}}, "main_std": {}}) == {}
