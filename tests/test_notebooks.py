@@ -144,12 +144,16 @@ def check_05(m):
     # FAST trains on a stratified 960-pair subset: every digit is there, in its share (~96 each)
     counts = m["train_class_counts"]
     assert len(counts) == 10 and sum(counts) == 960 and min(counts) >= 80
-    res = m["results"]
-    for method in ("joint", "unimodal", "ogm_ge", "tcmax"):
-        # FAST: 960 pairs, 4 epochs (60 steps). A model that knew only 4 digits would score <= 0.4 on the
-        # 10-digit test set; every method must be well above that (the image modality alone learns fast)
-        assert res[method]["acc"] > 0.5, method
-        assert 0.0 <= res[method]["probe_audio"] <= 1.0 and 0.0 <= res[method]["probe_visual"] <= 1.0
+    res = m["results"]   # the protocol's record: each method's rate from the grid, every seed's value
+    assert set(res["per_seed"]) == {"joint", "unimodal", "ogm_ge", "tcmax"} and res["optimizer"] == "sgd"
+    assert all(res["lr"][k] in res["lr_grid"] for k in res["per_seed"]) and res["selection_seed"] not in res["seeds"]
+    for method, v in res["per_seed"].items():
+        # FAST: 960 pairs, 6 epochs (90 steps). A model that knew only 5 digits would score <= 0.5 on the
+        # 10-digit test set; every run must be above that (the image modality alone learns fast; FAST measured
+        # 0.70-0.72 for OGM-GE, whose damping and noise slow the image branch, 0.89-0.93 for the others)
+        assert min(v["acc"]) > 0.5 and len(v["acc"]) == len(res["seeds"]), method
+        assert all(0.0 <= p <= 1.0 for p in v["probe_audio"] + v["probe_visual"]), method
+    assert set(m["summary_av_digits_mean_and_95_t_interval"]) == set(res["per_seed"])
 
 
 def check_06(m):
