@@ -87,6 +87,14 @@ def check_03(m):
 def check_04(m):
     assert m["factorised_vs_brute"] < 1e-4
     assert m["public_code_finite_at_100"] is False and m["factorised_finite_at_1e3"] is True
+    # one constant on a modality's logits changes neither loss (float64: equal to rounding); one offset per sample
+    # (-2 to 2, B = 6) leaves cross-entropy unchanged and moves TCMax's shared batch x class normaliser
+    off = m["offset_invariance"]
+    ce, tc = off["cross-entropy"], off["TCMax"]
+    assert ce["+ 5 on every audio logit"] == pytest.approx(ce["as is"], abs=1e-9)
+    assert ce["+ one offset per sample (audio)"] == pytest.approx(ce["as is"], abs=1e-9)
+    assert tc["+ 5 on every audio logit"] == pytest.approx(tc["as is"], abs=1e-9)
+    assert abs(tc["+ one offset per sample (audio)"] - tc["as is"]) > 0.1   # measured on 5 random batches: 0.63-0.96
     res = m["toy_results"]
     # TCMax keeps the weak modality's head close to unimodal training, better than joint (FAST: 2 seeds)
     assert res["concat"]["tcmax"]["acc_visual_head"] > res["concat"]["joint"]["acc_visual_head"]
