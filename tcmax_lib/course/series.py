@@ -38,9 +38,17 @@ def _matches(nb: Path, token: str) -> bool:
     return token in (nb.name, nb.stem, title) or (token.isdigit() and int(token) == int(number))
 
 
-def execute(nb: Path, out_dir: Path, fast: bool, seed: int = 0, timeout: int = 3600) -> tuple[Path, float]:
-    """Run one notebook with papermill (kernel python3, cwd notebooks/); return (output path, seconds) (notebook 00)."""
+CELL_TIMEOUT_S = {True: 3600, False: 4 * 3600}   # per cell: FAST / FULL (07's main table runs ~200 trainings)
+
+
+def execute(nb: Path, out_dir: Path, fast: bool, seed: int = 0, timeout: int | None = None) -> tuple[Path, float]:
+    """Run one notebook with papermill (kernel python3, cwd notebooks/); return (output path, seconds) (notebook 00).
+
+    `timeout` bounds each cell (papermill's execution_timeout); None takes CELL_TIMEOUT_S for the mode.
+    """
     import papermill as pm
+
+    timeout = CELL_TIMEOUT_S[bool(fast)] if timeout is None else timeout
 
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / nb.name
