@@ -86,3 +86,75 @@ def test_07_summary_tables_are_t_intervals_of_the_per_seed_values():
     expected = f"{statistics.mean(vals):.3f} ± {half:.3f}"
     assert all(tab == {"joint": {"toy A": expected}} for tab in tables.values())
     assert results._summary_07({"main": {"toy A": {"joint": {"acc": 0.7}}}, "main_std": {}}) == {}
+
+
+def test_05_reading():
+    """Each point of notebook 05's reading holds on the committed FULL run."""
+    import numpy as np
+
+    from tcmax_lib.stats import mean_ci, paired_difference, tied_best
+
+    rec = results.load_results("05_av_digits")["metrics"]["results"]
+    ps = rec["per_seed"]
+
+    def diff(a: str, b: str, col: str):
+        return paired_difference(ps[a][col], ps[b][col])
+
+    joint = {c: float(np.mean(v)) for c, v in ps["joint"].items()}
+    assert joint["acc_audio_head"] < 0.25 and joint["shapley_visual"] > 10 * joint["shapley_audio"]   # starved speech
+    assert "joint" in tied_best({m: v["acc_visual_head"] for m, v in ps.items()})
+    assert joint["probe_audio"] > joint["acc_audio_head"] + 0.3
+    assert min(ps, key=lambda m: np.mean(ps[m]["probe_audio"])) == "joint"
+    for m in ("tcmax", "unimodal"):                                   # both lift speech and fused accuracy
+        for col in ("acc", "acc_audio_head", "probe_audio"):
+            assert diff(m, "joint", col).lo > 0, (m, col)
+    for col in ("acc", "acc_audio_head", "acc_visual_head", "probe_audio"):   # tied with each other
+        assert diff("tcmax", "unimodal", col).contains(0.0), col
+    assert diff("tcmax", "unimodal", "probe_visual").lo > 0             # the one resolved difference
+    assert mean_ci(ps["tcmax"]["acc_audio_head"]).half_width > 3 * mean_ci(ps["unimodal"]["acc_audio_head"]).half_width
+    for col in ("acc_audio_head", "probe_audio", "acc"):               # OGM-GE: speech up, image down
+        assert diff("ogm_ge", "joint", col).lo > 0, col
+    for col in ("acc_visual_head", "probe_visual"):
+        assert diff("ogm_ge", "joint", col).hi < 0, col
+    for m in ("tcmax", "unimodal"):
+        assert diff(m, "ogm_ge", "acc_audio_head").lo > 0 and diff(m, "ogm_ge", "acc").lo > 0
+    assert tied_best({m: v["acc"] for m, v in ps.items()}) == ["tcmax", "unimodal"]
+    last = rec["epochs"] - 1                                            # the shortfalls the reading names
+    assert rec["lr"]["unimodal"] == min(rec["lr_grid"])
+    assert rec["selection_best_epoch"]["ogm_ge"] == rec["selection_best_epoch"]["tcmax"] == last
+    assert [sum(e == last for e in ps[m]["best_epoch"]) for m in ("tcmax", "unimodal", "joint")] == [1, 2, 0]
+
+
+def test_04_toy_reading():
+    """Each point of notebook 04 section 7's reading holds on the committed FULL run."""
+    import numpy as np
+
+    from tcmax_lib.stats import mean_ci, paired_difference, tied_best
+
+    rec = results.load_results("04_tcmax")["metrics"]["toy_protocol"]
+    a, b, c = (rec[k]["per_seed"] for k in ("A_shared_bit_concat_head", "B_interaction_mlp_head",
+                                            "C_interaction_concat_head"))
+
+    def diff(ps: dict, m: str, n: str, col: str):
+        return paired_difference(ps[m][col], ps[n][col])
+
+    assert tied_best({m: v["acc"] for m, v in a.items()}) == ["tcmax", "unimodal"]
+    assert all(0 < diff(a, m, "joint", "acc").lo and diff(a, m, "joint", "acc").mean < 0.01 for m in ("tcmax", "unimodal"))
+    for col in ("acc_visual_head", "probe_visual", "shapley_visual"):    # TCMax: above joint, level with unimodal
+        assert diff(a, "tcmax", "joint", col).lo > 0 and diff(a, "tcmax", "unimodal", col).contains(0.0), col
+    assert mean_ci(a["joint"]["acc_visual_head"]).half_width > 10 * mean_ci(a["tcmax"]["acc_visual_head"]).half_width
+    for col in ("acc_visual_head", "probe_visual"):                     # OGM-GE: nothing measurable in A
+        assert diff(a, "ogm_ge", "joint", col).contains(0.0), col
+    for ps in (b, c):                                                   # B, C: its probe rises, its head does not
+        assert diff(ps, "ogm_ge", "joint", "probe_b1_visual").lo > 0
+        assert diff(ps, "ogm_ge", "joint", "acc_visual_head").contains(0.0)
+    assert abs(np.mean(b["unimodal"]["acc_interaction_b2"]) - 0.5) < 0.02
+    assert tied_best({m: v["acc_interaction_b2"] for m, v in b.items()}) == ["joint", "ogm_ge", "tcmax"]
+    assert diff(b, "tcmax", "unimodal", "acc_visual_head").contains(0.0)
+    assert tied_best({m: v["probe_b1_visual"] for m, v in b.items()}) == ["tcmax"]
+    assert sorted(tied_best({m: v["acc_interaction_b2"] for m, v in c.items()})) == sorted(c)
+    assert all(abs(np.mean(v["acc_interaction_b2"]) - 0.5) < 0.02 for v in c.values())
+    edges = [r["lr"][m] in (min(r["lr_grid"]), max(r["lr_grid"])) for r in rec.values() for m in r["lr"]]
+    assert sum(edges) > len(edges) / 2                                  # "most chosen rates sit at an edge"
+    spread = {k: max(max(v.values()) - min(v.values()) for v in r["val_acc_by_lr"].values()) for k, r in rec.items()}
+    assert max(spread.values()) <= 0.015 and spread["A_shared_bit_concat_head"] < 0.005
