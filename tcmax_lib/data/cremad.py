@@ -8,8 +8,9 @@ pinned revision, one by one, each verified against the SHA-256 manifest shipped 
 
 Preprocessing presets (recorded in the cache key, so results stay comparable):
 
-* `ogm` -- OGM-GE and most followers: 22.05 kHz, waveform repeated to >= 3 s, first 3 s,
-  STFT 512/353, log(|X| + 1e-7) -> 257 x 188; 3 frames at 1 fps.
+* `ogm` -- the audio of OGM-GE's CREMA-D loader (also AGM's): 22.05 kHz, waveform repeated to >= 3 s,
+  first 3 s, STFT 512/353, log(|X| + 1e-7) -> 257 x 188. Not MLA's (16 kHz, 5 s crop) or PMR's
+  (z-scored 257 x 1004) recipe. Frames here: 3 at 1 fps (OGM-GE's loader in effect uses 1).
 * `tcmax` -- the TCMax release: 22.05 kHz, repeated to >= 10 s, one 5 s crop (seeded here,
   unseeded there), STFT 256/128 -> 129 x 862; 3 frames at 1 fps.
 """
