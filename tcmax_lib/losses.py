@@ -13,8 +13,9 @@ choice, the `- log |Y|` above); then -L bounds TC + KL(p_y || Uniform), not TC, 
     normaliser = log sum_c p_hat(c) prod_m sum_j exp f_m[j, c] - M log B,
 
 where classes absent from the batch contribute nothing, and -L is a batch bound on TC itself.
--L can never exceed log(B^(M-1) |Y|) (uniform prior). `tcmax_loss_sampled` is the paper's sampled-negative
-variant: N random (audio, visual) index pairs estimate the normaliser, O(N) instead of O(B^2). The reference forms the
+-L can never exceed log(B^(M-1) |Y|) (uniform prior), an upper bound a linear head cannot reach (notebook 02,
+section 4). `tcmax_loss_sampled` is the paper's sampled-negative variant: N random (audio, visual) index pairs
+estimate the normaliser, O(N) instead of O(B^2). The reference forms the
 fast ones are checked against (brute force, the materialised grid, the released code's form) are
 written out where they teach (notebook 04) and in tests/test_losses.py, not here.
 """
