@@ -44,12 +44,14 @@ class Run:
 
 def run(method: str | Method, splits: Splits, model_fn: ModelFn, config: TrainConfig, *,
         method_kw: dict | None = None, max_train: int | None = None, extra: ExtraFn | None = None,
-        names: Sequence[str] = ("audio", "visual")) -> Run:
+        names: Sequence[str] = ("audio", "visual"),
+        on_epoch_end: Callable[[int, MultimodalClassifier], dict] | None = None) -> Run:
     """Train one method with `config` (its seed seeds the model too) and evaluate on test once (notebook 03).
 
     `max_train` trains on a seeded, class-stratified subsample of the training split. `extra(model,
     splits, pred)` adds task-specific metrics (e.g. `toy_metrics`). Metrics: fused and per-head test
-    accuracy, linear probes, Shapley values, `best_epoch`, and whatever `extra` returns.
+    accuracy, linear probes, Shapley values, `best_epoch`, and whatever `extra` returns. `on_epoch_end(epoch,
+    model)` is `fit`'s hook: the dict it returns joins that epoch's row of the history.
     """
     meth = make_method(method, **(method_kw or {})) if isinstance(method, str) else method
     if len(splits.test) == 0:
@@ -57,7 +59,7 @@ def run(method: str | Method, splits: Splits, model_fn: ModelFn, config: TrainCo
     train = splits.train if max_train is None else splits.train.stratified_subset(max_train, seed=config.seed)
     model = model_fn(config.seed)
     checks.check_split(model, splits.test, "test")                      # before training, not after it
-    model, history = fit(model, meth, train, splits.val, config)
+    model, history = fit(model, meth, train, splits.val, config, on_epoch_end)
     num_classes = splits.meta.get("num_classes") or int(splits.train.y.max()) + 1
     metrics = report(model, meth, train, splits.test, num_classes, names)
     pred = metrics.pop("pred")

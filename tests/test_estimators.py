@@ -1,6 +1,8 @@
 import itertools
 import math
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -262,3 +264,22 @@ def test_failed_compile_falls_back_to_eager_with_a_warning(monkeypatch):
     assert hist["estimate"].tolist() == ref["estimate"].tolist()
     with pytest.raises(ValueError, match="batched=False"):
         E.train_estimators(E.make_estimators(["nwj"], hidden=16), true, progress=False, batched=True, compile=True)
+
+
+def test_precision_verdict_pairs_seeds_like_scipy():
+    """The paired reading equals scipy's paired t-test interval; seeds are matched by value, not by row order."""
+    from scipy import stats as st
+
+    rng = np.random.default_rng(0)
+    fp32 = rng.normal(5.0, 1.0, 4)
+    bf16 = fp32 + rng.normal(0.3, 0.05, 4)                          # a small shift, far below the seed spread
+    rows = [{"precision": p, "seed": s, "estimator": "nwj", "true": 6.0, "mean": v}
+            for p, vals, order in (("fp32", fp32, [0, 1, 2, 3]), ("bf16", bf16, [0, 1, 2, 3]))
+            for s, v in zip(order, vals)]
+    shuffled = pd.DataFrame(rows).sample(frac=1.0, random_state=1)
+    out = PC.precision_verdict(shuffled).iloc[0]
+    ci = st.ttest_rel(bf16, fp32).confidence_interval(0.95)
+    assert out["paired lo"] == pytest.approx(ci.low) and out["paired hi"] == pytest.approx(ci.high)
+    assert not out["paired_contains_0"] and out["within"]           # paired resolves what the unpaired SE hides
+    with pytest.raises(ValueError, match="the seeds of fp32"):
+        PC.precision_verdict(shuffled[~((shuffled.precision == "bf16") & (shuffled.seed == 3))])

@@ -44,14 +44,29 @@ def precision_comparison(bounds: Sequence[str], levels: Sequence[float], steps_p
     return pd.DataFrame(rows)
 
 
-def precision_verdict(runs: pd.DataFrame, base: str = "fp32", other: str = "bf16", z: float = 3.0) -> pd.DataFrame:
-    """Per estimator and level: mean over seeds in each precision, the difference, its standard error
-    sqrt(s_a^2/n_a + s_b^2/n_b) from the seed spread, and whether |difference| <= z standard errors (nb 01)."""
-    g = runs.groupby(["estimator", "true", "precision"], sort=False)["mean"]
-    stats = pd.DataFrame({"mean": g.mean(), "sd": g.std(ddof=1), "n": g.size()}).unstack("precision")
-    out = pd.DataFrame({base: stats["mean"][base], other: stats["mean"][other],
-                        f"seed sd ({base})": stats["sd"][base]})
-    out["difference"] = out[other] - out[base]
-    out["se"] = np.sqrt(stats["sd"][base] ** 2 / stats["n"][base] + stats["sd"][other] ** 2 / stats["n"][other])
-    out["within"] = out["difference"].abs() <= z * out["se"]
-    return out.reset_index()
+def precision_verdict(runs: pd.DataFrame, base: str = "fp32", other: str = "bf16", z: float = 3.0,
+                      level: float = 0.95) -> pd.DataFrame:
+    """Per estimator and level: does `other` move the estimate, read with the seeds paired (nb 01)?
+
+    Seed s fixes weights and batches in both precisions, so the per-seed differences other - base are the
+    comparison: their mean with a Student-t interval (`stats.paired_difference`) and `paired_contains_0`.
+    Also the unpaired reading of the first FULL run: SE = sqrt(s_a^2/n_a + s_b^2/n_b) from the seed spread and
+    `within` = |difference| <= z SE, and the seed sd of `base` for the size of a difference.
+    """
+    from ..stats import paired_difference
+
+    rows = []
+    for (est, true), g in runs.groupby(["estimator", "true"], sort=False):
+        a = g[g["precision"] == base].set_index("seed")["mean"]
+        b = g[g["precision"] == other].set_index("seed")["mean"]
+        if sorted(a.index) != sorted(b.index):
+            raise ValueError(f"{est} at {true}: the seeds of {base} ({sorted(a.index)}) and {other} "
+                             f"({sorted(b.index)}) differ; the comparison needs the same seeds in both.")
+        b = b.loc[a.index]                                              # pair by seed
+        d = paired_difference(b.to_numpy(), a.to_numpy(), level)
+        se = float(np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b)))
+        rows.append({"estimator": est, "true": true, base: float(a.mean()), other: float(b.mean()),
+                     f"seed sd ({base})": float(a.std(ddof=1)), "difference": d.mean,
+                     "paired lo": d.lo, "paired hi": d.hi, "paired_contains_0": d.contains(0.0),
+                     "se": se, "within": abs(d.mean) <= z * se})
+    return pd.DataFrame(rows)
