@@ -174,9 +174,9 @@ def test_03_reading():
     assert m["mlp_joint"]["acc_interaction_b2"] > 0.9
     assert max(m["mlp_unimodal"]["acc_interaction_b2"], m["concat_joint_interaction"]["acc_interaction_b2"]) < 0.6
     assert max(m["written_step_gap_joint"], m["written_step_gap_unimodal"]) < 1e-6
-    for sec in m["gradient_measurement"].values():                      # gradient several times smaller, step not
+    for sec in m["gradient_measurement"].values():      # gradient many times smaller, most of the distance travelled
         grad, dist = (sec[k] for k in sorted(sec, key=lambda k: "distance" in k))
-        assert grad < 0.4 and 0.5 < dist < 2.0
+        assert grad < 0.2 and 0.6 < dist < 1.5                          # FULL: 0.089 / 0.038 and 0.77 / 0.78
     ex1 = m["exercise1_margin"]
     assert len(ex1["1.0"]["seeds"]) >= 5
 
