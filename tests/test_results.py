@@ -282,3 +282,13 @@ def test_07_reading():
         assert paired_difference(ps["16"], ps["exact"]).hi < 0, d
         assert 0.05 < f["coverage"]["256"] < 0.07
     assert abs(np.mean(m["fig3"]["toy B"]["per_seed"]["16"]) - 0.5) < 0.06    # no interaction learned with 16
+    # heads: each head's rates chosen on the selection seed; TCMax above joint with every head
+    heads = m["heads"]
+    for h, v in heads["per_seed"].items():
+        assert paired_difference(v["tcmax"], v["joint"]).lo > 0, h
+    tc = {h: v["tcmax"] for h, v in heads["per_seed"].items()}
+    assert "gated" not in tied_best(tc) and len(tied_best(tc)) == 4
+    assert min(heads["per_seed"], key=lambda h: np.mean(heads["per_seed"][h]["joint"])) == "shared"
+    margin = {h: paired_difference(tc[h], v["joint"]).mean for h, v in heads["per_seed"].items()}
+    assert max(margin, key=margin.get) == "shared"
+    assert sum(lr["joint"] == max(av["lr_grid"]) for lr in heads["lr"].values()) == 4
