@@ -50,8 +50,8 @@ def run(method: str | Method, splits: Splits, model_fn: ModelFn, config: TrainCo
 
     `max_train` trains on a seeded, class-stratified subsample of the training split. `extra(model,
     splits, pred)` adds task-specific metrics (e.g. `toy_metrics`). Metrics: fused and per-head test
-    accuracy, linear probes, Shapley values, `best_epoch`, and whatever `extra` returns. `on_epoch_end(epoch,
-    model)` is `fit`'s hook: the dict it returns joins that epoch's row of the history.
+    accuracy, linear probes, Shapley values, `best_epoch`, and whatever `extra` returns. `on_epoch_end` is
+    passed to `fit`: called with the epoch and the model, the dict it returns joins that epoch's history row.
     """
     meth = make_method(method, **(method_kw or {})) if isinstance(method, str) else method
     if len(splits.test) == 0:
