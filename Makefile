@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.installed
 FULL    ?= 0
 NB      ?=
 
-.PHONY: run test lab unit install clean store-outputs site
+.PHONY: run test lab unit install clean store-outputs site student
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -38,6 +38,10 @@ site: $(STAMP)
 	@for nb in notebooks/[0-9][0-9]_*.ipynb; do test -f build/executed/$$(basename $$nb) || { $(BIN)/tcmax series run --no-publish; break; }; done
 	$(BIN)/tcmax site
 	@echo "open build/site/index.html (or: $(BIN)/python -m http.server -d build/site 8000)"
+
+# the student edition into build/student/: solutions removed, an answer and a check cell per exercise
+student: $(STAMP)
+	$(BIN)/tcmax course student
 
 # maintainers: re-execute in FAST mode and keep only the outputs of cells tagged keep_output
 store-outputs: $(STAMP)

@@ -23,6 +23,7 @@ __version__ = "0.1.0"
 # public name -> module that defines it
 _LAZY = {
     "COLORS": "plotting",
+    "check": "course.exercises",
     "savefig": "plotting",
     "set_style": "plotting",
     "setup_notebook": "course.notebook",

@@ -103,7 +103,9 @@ def test_site_links_point_at_pages_or_github(text, prefix, expected):
 def test_offline_site_shows_badges_as_plain_links():
     badge = book.colab_badge("01_mutual_information_and_mine")
     out = book._offline_badges(f"x {badge} y")
-    assert out == f"x [Open in Colab]({book.colab_url('01_mutual_information_and_mine')}) y"
+    name = "01_mutual_information_and_mine"
+    assert out == (f"x [Open in Colab]({book.colab_url(name)}) [student edition in Colab]"
+                   f"({book.colab_url(name, 'student')}) y")
     assert "colab-badge.svg" not in out
 
 

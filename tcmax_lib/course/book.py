@@ -42,14 +42,18 @@ def _slug() -> str:
     return repository_url().removeprefix("https://github.com/")
 
 
-def colab_url(notebook: str) -> str:
-    """Colab link that opens notebooks/<notebook>.ipynb from the repository's main branch (notebook 00)."""
-    return f"https://colab.research.google.com/github/{_slug()}/blob/main/notebooks/{notebook}.ipynb"
+EDITIONS = {"instructor": "notebooks", "student": "student"}     # edition -> committed folder
+
+
+def colab_url(notebook: str, edition: str = "instructor") -> str:
+    """Colab link that opens <folder>/<notebook>.ipynb of an edition from the main branch (notebook 00)."""
+    return f"https://colab.research.google.com/github/{_slug()}/blob/main/{EDITIONS[edition]}/{notebook}.ipynb"
 
 
 def colab_badge(notebook: str) -> str:
-    """Markdown of the 'Open in Colab' badge of a notebook (notebook 00)."""
-    return f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab_url(notebook)})"
+    """Markdown of the 'Open in Colab' badge of a notebook, and a link to its student edition (notebook 00)."""
+    return (f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab_url(notebook)}) "
+            f"[student edition in Colab]({colab_url(notebook, 'student')})")
 
 
 def colab_setup_source() -> str:
@@ -155,6 +159,9 @@ def _rewrite_links(text: str, prefix: str) -> str:
         if path == "README.md":
             rel = posixpath.relpath("index.md", prefix or ".")
             return f"{m.group(1)}({rel}{'#' + frag if frag else ''})"
+        if re.fullmatch(r"docs/[\w-]+\.md", path):                         # a page of the site (docs/ is its root)
+            rel = posixpath.relpath(path.removeprefix("docs/"), prefix or ".")
+            return f"{m.group(1)}({rel}{'#' + frag if frag else ''})"
         return f"{m.group(1)}({repository_url()}/blob/main/{path}{'#' + frag if frag else ''})"
     return re.sub(r"(\[[^\]]*\])\(([^)\s]+)\)", fix, text)
 
@@ -162,6 +169,12 @@ def _rewrite_links(text: str, prefix: str) -> str:
 def _offline_badges(text: str) -> str:
     """Badge images are served by colab.research.google.com; the offline site shows a plain link instead."""
     return re.sub(r"\[!\[Open In Colab\]\([^)]*\)\]\(([^)]+)\)", r"[Open in Colab](\1)", text)
+
+
+def _download_line(name: str) -> str:
+    """Raw HTML links to both editions of a chapter (served from html_extra_path, not parsed as pages)."""
+    links = " · ".join(f'<a href="../downloads/{e}/{name}" download>{e} edition</a>' for e in EDITIONS)
+    return f"<p class=\"downloads\">Download this chapter: {links} (.ipynb)</p>"
 
 
 def _refuse_errors(book, path: Path) -> None:
@@ -183,6 +196,9 @@ def stage_site(executed: Path, src: Path) -> None:
     shutil.copytree(root / "docs", src)
     shutil.copytree(root / "figures", src / "figures")
     (src / "notebooks").mkdir()
+    for edition, folder in EDITIONS.items():                  # both editions for download, copied verbatim
+        shutil.copytree(root / folder, src / "_extra" / "downloads" / edition,
+                        ignore=shutil.ignore_patterns(".*", "*.md"))
     pages = []
     for nb in sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         run = executed / nb.name
@@ -195,6 +211,9 @@ def stage_site(executed: Path, src: Path) -> None:
             tags = cell.metadata.setdefault("tags", [])
             if cell.cell_type == "markdown":
                 cell.source = _offline_badges(_rewrite_links(cell.source, "notebooks"))
+            if cell is book.cells[0]:                             # under the title: both editions to download
+                cell.source = re.sub(r"^(# .*)$", rf"\1\n\n{_download_line(nb.name)}", cell.source, count=1,
+                                     flags=re.M)
             if "injected-parameters" in tags or COLAB_TAG in tags:
                 tags.append("remove-cell")                   # papermill's parameters, the Colab-only install
             if "solution" in tags and cell.cell_type == "code":
@@ -204,7 +223,8 @@ def stage_site(executed: Path, src: Path) -> None:
 
         nbformat.write(book, src / "notebooks" / nb.name)
         pages.append(f"notebooks/{nb.stem}")
-    toc = "\n".join(["", "```{toctree}", ":caption: Chapters", ":maxdepth: 1", "", *pages, "api", "```", ""])
+    toc = "\n".join(["", "```{toctree}", ":caption: Chapters", ":maxdepth: 1", "", *pages, "instructors", "api",
+                     "```", ""])
     (src / "index.md").write_text(_offline_badges(_rewrite_links((root / "README.md").read_text(), "")) + toc)
 
 

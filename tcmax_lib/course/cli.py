@@ -4,7 +4,9 @@
     tcmax series store-outputs [--only 04]         # refresh the outputs nbval checks
     tcmax series sync-book [--only 04]             # Colab badge + set-up cell, committed-figure cells
     tcmax site                                     # HTML book into build/site/ (make site)
-    tcmax readme [--check]                         # README tables from results/
+    tcmax readme [--check]                         # README tables and the instructor's guide from results/
+    tcmax course student [--out build/student]     # the student edition (make student)
+    tcmax course grade submissions/*.ipynb --out build/grades   # run submitted notebooks, tabulate checks
     tcmax cremad download   --subset teaching
     tcmax cremad preprocess --subset all --preset ogm --workers 8
     tcmax cremad train --method joint,tcmax --epochs 100 --seeds 3 --subset all --split ogm
@@ -104,9 +106,12 @@ def _series(args: argparse.Namespace) -> None:
         if args.full and args.publish:
             print(f"  FULL results -> {results.publish(nb.stem, recorded, sec)}")
     if args.command == "sync-book":
-        from . import book
+        from . import book, student
 
         print(f"README.md badges: {'updated' if book.sync_readme_badges(repo_root() / 'README.md') else 'up to date'}")
+        print(f"exercise checks: {'updated' if student.write_checks() else 'up to date'} ({student.xs.CHECKS.name})")
+        written = student.build_student(repo_root() / "student", args.only)
+        print(f"student edition (committed, for Colab): {len(written)} notebook(s) in student/")
     if timings:
         path = repo_root() / "build" / f"timings_{'full' if args.full else 'fast'}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -117,16 +122,36 @@ def _series(args: argparse.Namespace) -> None:
 
 
 def _readme(args: argparse.Namespace) -> None:
-    from . import results, series
+    from . import guide_page, results, series
 
     names = [nb.stem for nb in series.notebooks()]
     if args.check:
-        if not results.update_readme(names, check=True):
-            raise SystemExit("README.md is out of date with results/: run `tcmax readme`.")
-        print("README.md matches results/")
+        if not results.update_readme(names, check=True) or not guide_page.update_guide(check=True):
+            raise SystemExit("README.md or docs/instructors.md is out of date with results/: run `tcmax readme`.")
+        print("README.md and docs/instructors.md match results/")
         return
     results.update_readme(names)
-    print("README.md tables regenerated from results/")
+    guide_page.update_guide()
+    print("README.md tables and docs/instructors.md regenerated from results/ and the notebooks")
+
+
+def _course(args: argparse.Namespace) -> None:
+    from . import student
+
+    if args.command == "student":
+        args.out = args.out or "build/student"
+        written = student.build_student(Path(args.out), args.only)
+        print(f"student edition: {len(written)} notebook(s) -> {args.out}")
+        return
+    args.out = args.out or "build/grades"
+    if not args.files:
+        raise SystemExit("tcmax course grade: give the submitted notebooks, e.g. submissions/*.ipynb.")
+    table = student.grade([Path(f) for f in args.files], Path(args.out), fast=not args.full)
+    csv = check_output_path(Path(args.out) / "grades.csv")
+    write_csv_atomically(table, csv)
+    summary = table.assign(correct=table.outcome.eq("correct")).groupby("submission").correct.agg(["sum", "count"])
+    print(summary.rename(columns={"sum": "correct", "count": "checks"}).to_string())
+    print(f"every check's outcome -> {csv}")
 
 
 def _site(args: argparse.Namespace) -> None:
@@ -210,6 +235,14 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("readme", help="regenerate the README's result and run-time tables from results/")
     r.add_argument("--check", action="store_true", help="only check that README.md matches results/")
     r.set_defaults(func=_readme)
+    k = sub.add_parser("course", help="teaching: build the student edition, grade submitted notebooks")
+    k.add_argument("command", choices=["student", "grade"],
+                   help="student: write the student edition; grade: execute submitted notebooks and tabulate checks")
+    k.add_argument("files", nargs="*", help="grade: the submitted student notebooks (.ipynb)")
+    k.add_argument("--out", default=None, help="student: default build/student; grade: default build/grades")
+    k.add_argument("--only", default=None, help="student: only these notebooks (numbers or names, comma-separated)")
+    k.add_argument("--full", action="store_true", help="grade: execute in FULL mode (default FAST)")
+    k.set_defaults(func=_course)
     w = sub.add_parser("site", help="build the HTML book into build/site/ from build/executed/ (make site)")
     w.set_defaults(func=_site)
     c = sub.add_parser("cremad", help="CREMA-D: download, preprocess, train (notebook 06)")

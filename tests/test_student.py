@@ -1,0 +1,127 @@
+"""The student edition cannot drift from the instructor edition (tcmax_lib.course.student, .exercises).
+
+The drift test builds each student notebook, fills every answer cell with its solution's code, answers one
+exercise wrongly at the end, executes it in FAST mode through `student.grade` (the instructor's batch
+command) and asserts that every check says "correct" except the wrong one, which says "not yet".
+"""
+
+import math
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+import torch
+
+from tcmax_lib.course import exercises as xs
+from tcmax_lib.course import series, student
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = series.notebooks()
+
+
+def test_checks_json_is_current():
+    assert not student.write_checks(write=False), "checks.json is stale: run `tcmax series sync-book`"
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem[:2])
+def test_committed_student_edition_is_current(nb):
+    committed = ROOT / "student" / nb.name
+    assert committed.exists(), f"student/{nb.name} is missing: run `tcmax series sync-book`"
+    assert committed.read_text() == nbformat.writes(student.student_notebook(nb)), \
+        f"student/{nb.name} is stale: run `tcmax series sync-book`"
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem[:2])
+def test_student_edition_has_no_solution_and_a_check_per_exercise(nb):
+    book = student.student_notebook(nb)
+    text = "\n".join(c.source for c in book.cells)
+    assert "*Solution.*" not in text and not any("solution" in c.metadata.get("tags", []) for c in book.cells)
+    instructor = nbformat.read(nb, as_version=4)
+    for i, k, sol in student.exercise_blocks(instructor):
+        ex = xs.exercises()[f"{nb.name[:2]}.{k}"]
+        computes = any(instructor.cells[j].cell_type == "code" for j in sol)
+        assert not computes or ex.answer, f"{ex.key} computes something but has no check"
+        assert "(derivation)" not in instructor.cells[i].source or ex.reveal, f"{ex.key}: derivation, no self-check"
+        if ex.answer:
+            assert f'tl.check("{ex.key}", globals())' in text
+        if ex.reveal:
+            assert ex.reveal in text and '<details class="self-check">' in text
+    assert book.cells[0].source.startswith("[![Open In Colab]") and "/student/" + nb.name in book.cells[0].source
+
+
+# ---------------------------------------------------------------------- the comparison, without notebooks
+@pytest.mark.parametrize("got, want, tol, ok", [
+    (8.30, 8.3037, 0.005, True), (8.2, 8.3037, 0.005, False), (np.float32(2.0), 2, 0.0, True),
+    (torch.tensor(1.5), 1.5, 1e-6, True), ("full", "FULL", 0, True), ("FAST", "FULL", 0, False),
+    ({0: 1.0, 10: 0.316}, {0.0: 1.0, 10.0: 0.3162}, 0.005, True), ({0: 1.0}, {0.0: 1.0, 10.0: 0.3}, 0.005, False),
+    (torch.ones(2, 3), torch.ones(2, 3), 1e-6, True), (torch.ones(3, 2), torch.ones(2, 3), 1e-6, False),
+    ([1, 2], (1, 2), 0, True), (True, True, 0, True), (1, True, 0, False), (math.nan, 1.0, 0.1, False),
+])
+def test_compare(got, want, tol, ok):
+    assert (xs.compare(got, want, tol, "x") is None) == ok
+
+
+def test_messages_name_the_problem_never_the_answer():
+    assert "number" in xs.compare("8.3", 8.3037, 0.005, "mi")
+    assert "shape (2, 3), got (3, 2)" in xs.compare(torch.ones(3, 2), torch.ones(2, 3), 0, "g")
+    assert "keys" in xs.compare({224: 1}, {224: 3.36, 112: 0.84}, 0.005, "gb")
+    ex = xs.exercises()["00.2"]
+    wrong = xs.check("00.2", {"mi": 1.0, "gt": __import__("tcmax_lib.info.closed_forms", fromlist=["x"])})
+    assert wrong.outcome == "not yet" and ex.hint in wrong.message
+    assert "8.30" not in repr(wrong) and "8.3" not in repr(wrong)
+    assert xs.check("00.2", {"mi": None}).outcome == "not yet" and "still None" in repr(xs.check("00.2", {"mi": None}))
+    assert "no `mi` yet" in xs.check("00.2", {}).message
+    # the solution needs `gt`, which this namespace lacks: the notebook's cells above were not run
+    assert xs.check("00.2", {"mi": 8.3}).outcome == "cannot check"
+    with pytest.raises(KeyError, match="no exercise '00.9'"):
+        xs.check("00.9", {})
+    with pytest.raises(ValueError, match="self-check"):
+        xs.check("01.2", {})
+
+
+def test_solutions_run_in_a_copy_of_the_namespace():
+    from tcmax_lib.info import closed_forms as gt
+
+    namespace = {"gt": gt, "mi": gt.gaussian_mi(0.9, dim=10), "print": print}
+    res = xs.check("00.2", namespace)
+    assert res and repr(res) == "Exercise 00.2: correct."
+    assert set(namespace) == {"gt", "mi", "print"}                  # the solution's names did not leak
+
+
+@pytest.mark.parametrize("bad, match", [
+    ('key = "1.2"\nanswer = "x"', "key must be"), ('key = "01.2"', "give `answer`"),
+    ('key = "01.2"\nanswer = "not a name"', "not a Python variable"), ('key = "01.2"\nanswer = "x"\ntol = -1', "tol"),
+    ('key = "01.2"\nanswer = "x"\ntolerance = 1', "unknown field"),
+])
+def test_malformed_spec_is_refused_with_the_entry_named(tmp_path, bad, match):
+    spec = tmp_path / "exercises.toml"
+    spec.write_text(f"[[exercise]]\n{bad}\n")
+    with pytest.raises(ValueError, match=match):
+        xs.read_spec(spec)
+
+
+def test_perturb_keeps_type_and_shape():
+    assert student.perturb(2.0, 0.1) == 4.0 and student.perturb("FULL") != "FULL" and student.perturb(True) is False
+    assert student.perturb({0: 1.0, 10: 2.0})[0] == 2.0 and student.perturb(torch.zeros(2)).shape == (2,)
+
+
+def test_grade_refuses_what_is_not_a_notebook(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a notebook"):
+        student.grade([tmp_path / "missing.ipynb"], tmp_path / "out")
+
+
+# ---------------------------------------------------------------------- the drift test (executes notebooks)
+@pytest.mark.notebooks
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_solutions_pass_every_check_and_a_wrong_answer_fails(nb, tmp_path):
+    checks = xs.exercises()
+    keys = [k for k, ex in checks.items() if k.startswith(nb.name[:2]) and ex.answer]
+    wrong = keys[0]
+    book = student.fill_answers(student.student_notebook(nb), wrong=wrong)
+    path = tmp_path / nb.name
+    nbformat.write(book, path)
+    table = student.grade([path], tmp_path / "grades")
+    got = list(zip(table.exercise, table.outcome))
+    assert not table.error.any(), f"{nb.name}: the filled student notebook failed: {table.error.iloc[0]}"
+    assert got == [(k, "correct") for k in keys] + [(wrong, "not yet")], f"{nb.name}: {got}"
