@@ -10,7 +10,8 @@ author = "TCMax tutorial series contributors"
 copyright = "2026, " + author
 
 extensions = ["myst_nb", "sphinx.ext.autodoc", "sphinx.ext.viewcode", "sphinx_copybutton"]
-exclude_patterns = ["_build", "**.ipynb_checkpoints"]
+exclude_patterns = ["_build", "**.ipynb_checkpoints", "_extra"]
+html_extra_path = ["_extra"]        # downloads/{instructor,student}/*.ipynb, staged by book.stage_site
 
 # notebooks: rendered with the outputs of their papermill execution (build/executed), never executed here
 nb_execution_mode = "off"

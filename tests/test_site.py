@@ -172,3 +172,15 @@ def test_solutions_are_collapsed_behind_a_toggle(site, server, driver):
         closed = driver.execute_script(
             "return Array.from(document.querySelectorAll('details')).filter(d => !d.open).length")
         assert closed >= solutions, f"{nb.name}: {closed} collapsed toggles for {solutions} solutions"
+
+
+def test_each_chapter_offers_both_editions_for_download_and_the_guide_is_a_page(site, server, driver):
+    assert "instructors.html" in _pages(site)
+    for nb in series.notebooks():
+        _open(driver, server + f"notebooks/{nb.stem}.html")
+        hrefs = driver.execute_script("return Array.from(document.querySelectorAll('p.downloads a')).map(a => a.href)")
+        assert hrefs == [f"{server}downloads/{e}/{nb.name}" for e in book.EDITIONS], (nb.name, hrefs)
+        for href in hrefs:                                     # the file itself, byte for byte the committed one
+            folder = book.EDITIONS[href.split("/")[-2]]
+            with urllib.request.urlopen(href) as resp:
+                assert resp.read() == (ROOT / folder / nb.name).read_bytes()
