@@ -212,6 +212,24 @@ def choice_frame(record: Mapping) -> pd.DataFrame:
     return pd.DataFrame(rows).T
 
 
+def curve_shortfalls(record: Mapping) -> list[str]:
+    """The rules a stored comparison misses: a rate at the grid's edge, a selection run best at its last epoch (nb 07).
+
+    The protocol asks for enough epochs that the selected run's best validation epoch is not its last, and a
+    grid wide enough that the chosen rate is not its smallest or largest. Rates given to `compare` (no grid
+    searched) are not judged. Empty when the comparison meets both rules.
+    """
+    grid, last, out = record["lr_grid"], record["epochs"] - 1, []
+    for m, lr in record["lr"].items():
+        if not record["val_acc_by_lr"].get(m):
+            continue
+        if len(grid) > 1 and lr in (grid[0], grid[-1]):
+            out.append(f"{m}: rate {lr:g} at the {'bottom' if lr == grid[0] else 'top'} of the grid")
+        if record["selection_best_epoch"][m] == last:
+            out.append(f"{m}: the selection run was best at its last epoch ({last + 1} of {record['epochs']})")
+    return out
+
+
 def difference_frame(record: Mapping, cols: Sequence[str], reference: str = "joint",
                      level: float = 0.95) -> pd.DataFrame:
     """Each method minus `reference`, paired by seed, per column: 'mean ± half-width (side of 0)' (notebook 07)."""

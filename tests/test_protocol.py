@@ -121,3 +121,8 @@ def test_choice_and_difference_frames_read_the_record():
     assert diff.loc["tcmax", "acc"] == f"{d.mean:+.3f} ± {d.half_width:.3f} (> 0)" and d.side == "> 0"
     assert diff.loc["given", "acc"].endswith("(contains 0)") and set(diff.index) == {"tcmax", "given"}
     assert stats.Interval(-0.2, -0.3, -0.1, 3).side == "< 0"
+    # the learning-curve and grid rules, in words: TCMax chose the top rate and peaked at its last epoch;
+    # joint meets both rules; a given rate (no grid searched) is not judged
+    assert protocol.curve_shortfalls(rec) == ["tcmax: rate 1 at the top of the grid",
+                                              "tcmax: the selection run was best at its last epoch (10 of 10)"]
+    assert protocol.curve_shortfalls({**rec, "lr": {"joint": 0.1}}) == []
