@@ -189,6 +189,35 @@ def test_03_reading():
     assert gap("1.0", "probe_visual").contains(0.0) and abs(gap("2.0", "probe_visual").mean) < 0.03
 
 
+def test_01_reading():
+    """The measured claims of notebook 01's readings (sections 2, 3 and 7) hold on the committed FULL run."""
+    import math
+
+    m = results.load_results("01_mutual_information_and_mine")["metrics"]
+    # section 2: MINE's weight swings nearly as much as the frozen critic's batch/partition ratio: its 5-95 %
+    # range is wider on a log scale, but less than twice as wide
+    w, frozen = (m["mine_weight_quantiles"][k] for k in ("MINE's weight over training (steps 100-300)",
+                                                          "batch / critic partition, frozen critic"))
+    assert 1.0 < math.log(w[2] / w[0]) / math.log(frozen[2] / frozen[0]) < 2.0
+    assert m["ema_abs_bias"] > m["biased_abs_bias"]                    # the EMA did not end closer (one config)
+    # section 3: SMILE's overshoot at 10 nats = the minibatch DV bias (shrinks with K) + clipping (grows with K),
+    # the clipping part dominant at K = 1,024
+    parts = {k: v["10.0"] for k, v in m["smile_overshoot_parts"].items()}
+    assert parts["DV - true, K = 1024"] < parts["DV - true, K = 64"]
+    assert parts["SMILE - DV (clipping), K = 1024"] > parts["SMILE - DV (clipping), K = 64"]
+    assert parts["SMILE - DV (clipping), K = 1024"] > 10 * abs(parts["DV - true, K = 1024"])
+    # section 7: most paired bf16 - fp32 intervals contain 0; those that do not are a small fraction of the seed
+    # spread; InfoNCE and SMILE are narrow at every level; MINE and NWJ are nats wide at 10 nats
+    paired, se = m["precision_paired"], m["precision_se"]
+    shifted = [k for k, v in paired.items() if not v["paired lo"] <= 0 <= v["paired hi"]]
+    assert len(shifted) <= len(paired) // 5
+    assert all(abs(paired[k]["difference"]) < 0.1 * se[k] and k.endswith(" 2.0") for k in shifted), shifted
+    width = {k: v["paired hi"] - v["paired lo"] for k, v in paired.items()}
+    assert max(w for k, w in width.items() if k.split()[0] in ("infonce", "smile")) < 0.05
+    assert min(width["mine 10.0"], width["nwj 10.0"]) > 2.0
+    assert len(m["precision_runs"]["seed"]) == 3 * 2 * len(paired)      # every per-seed value: 3 seeds x 2 arms
+
+
 def test_02_reading():
     """The measured claims of notebook 02's reading and summary hold on the committed FULL run."""
     import numpy as np
