@@ -125,3 +125,28 @@ def test_solutions_pass_every_check_and_a_wrong_answer_fails(nb, tmp_path):
     got = list(zip(table.exercise, table.outcome))
     assert not table.error.any(), f"{nb.name}: the filled student notebook failed: {table.error.iloc[0]}"
     assert got == [(k, "correct") for k in keys] + [(wrong, "not yet")], f"{nb.name}: {got}"
+
+
+def test_grade_reports_checks_before_an_error_and_not_run_after_it(tmp_path):
+    """A submission that stops with an error keeps the outcomes before it; later checks read 'not run'."""
+    cells = ["import tcmax_lib as tl\nfrom tcmax_lib.info import closed_forms as gt", "mi = 8.3037",
+             'tl.check("00.2", globals())', 'raise RuntimeError("the student\'s cell failed")',
+             'tl.check("00.2", globals())']
+    book = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    book.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = tmp_path / "submission.ipynb"
+    nbformat.write(book, path)
+    table = student.grade([path], tmp_path / "grades")
+    assert list(table.outcome) == ["correct", "not run"]
+    assert table.error.iloc[0].startswith("RuntimeError: the student's cell failed")
+    assert not (ROOT / "build" / "metrics" / "submission.json").exists()    # graded runs write under --out
+
+
+def test_cli_builds_the_student_edition_and_refuses_grade_without_files(tmp_path, capsys):
+    from tcmax_lib.course.cli import main
+
+    main(["course", "student", "--out", str(tmp_path / "student"), "--only", "00"])
+    built = (tmp_path / "student" / "00_overview.ipynb").read_text()
+    assert built == (ROOT / "student" / "00_overview.ipynb").read_text()
+    with pytest.raises(SystemExit, match="give the submitted notebooks"):
+        main(["course", "grade", "--out", str(tmp_path / "grades")])
