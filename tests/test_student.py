@@ -72,8 +72,11 @@ def test_messages_name_the_problem_never_the_answer():
     assert "8.30" not in repr(wrong) and "8.3" not in repr(wrong)
     assert xs.check("00.2", {"mi": None}).outcome == "not yet" and "still None" in repr(xs.check("00.2", {"mi": None}))
     assert "no `mi` yet" in xs.check("00.2", {}).message
-    # the solution needs `gt`, which this namespace lacks: the notebook's cells above were not run
-    assert xs.check("00.2", {"mi": 8.3}).outcome == "cannot check"
+    # the solution reads `trace`, made by section 6's cells, which this namespace lacks: they were not run
+    blocked = xs.check("01.5", {"stop_step": 100})
+    assert blocked.outcome == "cannot check" and "'trace' is not defined" in blocked.message
+    # the modules an `expected` expression uses need not be imported by the notebook
+    assert xs.check("03.1", {"audio_bayes_m1": 0.8413}).outcome == "correct"
     with pytest.raises(KeyError, match="no exercise '00.9'"):
         xs.check("00.9", {})
     with pytest.raises(ValueError, match="self-check"):

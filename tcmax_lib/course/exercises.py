@@ -161,9 +161,23 @@ def compare(got: Any, want: Any, tol: float, name: str) -> str | None:
     return None if got == want else f"`{name}` is not right"
 
 
+def _standard_names() -> dict[str, Any]:
+    """The modules an `expected` expression may use whether or not the notebook imported them."""
+    import math
+
+    import torch
+    import torch.nn.functional as F
+
+    from .. import losses
+    from ..info import bounds
+    from ..info import closed_forms as gt
+
+    return {"math": math, "np": np, "torch": torch, "F": F, "losses": losses, "bounds": bounds, "gt": gt}
+
+
 def expected_value(ex: Exercise, namespace: Mapping[str, Any]) -> Any:
     """The value `ex.answer` should have: its `expected` expression, else the solution's run (notebook 00)."""
-    scope = dict(namespace)                                         # the student's variables stay untouched
+    scope = {**_standard_names(), **dict(namespace)}               # the student's variables stay untouched
     if ex.expected:
         return eval(ex.expected, scope)                             # noqa: S307 - our own spec, not user input
     code = ex.solution
@@ -200,8 +214,8 @@ def check(key: str, namespace: Mapping[str, Any]) -> CheckResult:
     try:
         want = expected_value(ex, namespace)
     except Exception as exc:                                        # the notebook's own cells are not run yet
-        return CheckResult(key, "cannot check", f"run the notebook's cells above this exercise first, then this "
-                           f"check again ({type(exc).__name__}: {exc})")
+        return CheckResult(key, "cannot check", f"{type(exc).__name__}: {exc}. Run the notebook's cells above this "
+                           "exercise and define what the exercise names, then this check again")
     problem = compare(got, want, ex.tol, ex.answer)
     return CheckResult(key, "correct", "") if problem is None else CheckResult(key, "not yet", problem + "." + hint)
 
