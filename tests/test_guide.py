@@ -33,6 +33,16 @@ def test_every_time_in_the_guide_comes_from_results():
     assert guide.duration(45) == "45 s" and guide.duration(1265.1) == "21 min"
 
 
+def test_the_gpu_sentence_follows_the_results(monkeypatch):
+    times = guide.run_times()
+    assert all(t["full_gpu"] == "not measured" for t in times.values())      # no GPU run committed today
+    assert "No GPU run is recorded" in guide_page.guide_markdown()
+    gpu = {**times, "05": {**times["05"], "full_gpu": "9 min (CUDA NVIDIA H100)", "full_cpu": "not measured"}}
+    monkeypatch.setattr(guide_page, "run_times", lambda: gpu)
+    page = guide_page.guide_markdown()
+    assert "No GPU run is recorded" not in page and "A GPU run is recorded for 05;" in page
+
+
 @pytest.mark.parametrize("plan", guide.PLANS, ids=lambda p: p.name.split(" (")[0])
 def test_course_plan_holds_together(plan):
     taught: set[str] = set()

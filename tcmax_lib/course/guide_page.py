@@ -56,9 +56,11 @@ def guide_markdown() -> str:
         t = times[num]
         out.append(f"| {num} {title(nb)} | **derive** {d}; **implement** {i}; **measure** {m} "
                    f"| {pre} | {reading_minutes(nb)} min | {t['fast']} | {t['full_cpu']} | {t['full_gpu']} |")
-    out += ["", "No GPU run is recorded in `results/` yet, so the GPU column says *not measured* where that is so; "
-            "it fills in when a FULL run on a GPU is committed.", "",
-            "## Order of dependence", ""]
+    gpu_runs = [num for num, t in times.items() if t["full_gpu"] != "not measured"]
+    out += ["", ("No GPU run is recorded in `results/` yet, so the GPU column says *not measured*; it fills in "
+                 "when a FULL run on a GPU is committed." if not gpu_runs else
+                 f"A GPU run is recorded for {', '.join(gpu_runs)}; *not measured* marks the chapters without one."),
+            "", "## Order of dependence", ""]
     for num, nb in paths.items():
         pre = prerequisites(nb)
         out.append(f"- **{num}** needs {', '.join(pre) if pre else 'nothing but Python, PyTorch and probability'}.")

@@ -230,15 +230,14 @@ def grade(submissions: list[Path], out: Path, fast: bool = True):
 
     from .series import execute
 
-    out = Path(out)
+    out, subs = Path(out), [Path(s) for s in submissions]
     rows = []
-    for sub in submissions:
-        sub = Path(sub)
+    for sub in subs:                                # every file checked before any is run
         if not sub.is_file() or sub.suffix != ".ipynb":
             raise FileNotFoundError(f"{sub}: not a notebook file; give the submitted .ipynb files.")
     saved = {k: os.environ.get(k) for k in ("TCMAX_METRICS_DIR", "TCMAX_FIGURES_DIR")}
     try:
-        for sub in map(Path, submissions):
+        for sub in subs:
             folder = out / sub.stem
             os.environ["TCMAX_METRICS_DIR"], os.environ["TCMAX_FIGURES_DIR"] = str(folder), str(folder / "figures")
             error = ""
@@ -250,5 +249,8 @@ def grade(submissions: list[Path], out: Path, fast: bool = True):
                 rows.append({"submission": str(sub), "exercise": key, "outcome": outcome, "error": error})
     finally:
         for k, v in saved.items():
-            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     return pd.DataFrame(rows, columns=["submission", "exercise", "outcome", "error"])
