@@ -141,6 +141,27 @@ def test_augment_frames_shapes_and_ranges():
     assert (same | mirrored).all()
 
 
+def test_cli_runs_the_protocol_and_writes_its_record(tmp_path, capsys):
+    import json
+
+    import pandas as pd
+
+    out = tmp_path / "res.csv"
+    cli.main(["cremad", "train", "--subset", "offline", "--method", "joint,tcmax", "--epochs", "2", "--seeds", "1",
+             "--lr-grid", "0.001,0.01", "--frame-size", "64", "--batch-size", "4", "--device", "cpu", "--workers",
+             "1", "--out", str(out)])
+    text = capsys.readouterr().out
+    rec = json.loads((tmp_path / "res.protocol.json").read_text())
+    assert rec["lr_grid"] == [0.001, 0.01] and rec["seeds"] == [0] and rec["selection_seed"] == 1000
+    for m in ("joint", "tcmax"):
+        assert rec["lr"][m] in (0.001, 0.01) and set(rec["val_acc_by_lr"][m]) == {"0.001", "0.01"}
+        assert len(rec["per_seed"][m]["acc"]) == 1 and 0 <= rec["per_seed"][m]["acc"][0] <= 1
+    res = pd.read_csv(out)
+    assert sorted(res.method) == ["joint", "tcmax"] and dict(zip(res.method, res.lr)) == rec["lr"]
+    assert "2 learning rates (the rule: at least 3)" in text and "1 reported seeds (the rule: at least 5)" in text
+    assert "of the grid" in text                  # with 2 rates every choice sits at an edge: printed as a shortfall
+
+
 def test_cli_trains_end_to_end(tmp_path, capsys):
     out = tmp_path / "res.csv"
     cli.main(["cremad", "train", "--subset", "offline", "--method", "joint,tcmax", "--epochs", "1", "--seeds", "1",

@@ -126,6 +126,20 @@ def test_cremad_train_checks_methods_and_head_before_training(tmp_path, monkeypa
     assert not Path(out).exists()
 
 
+def test_cremad_train_checks_the_protocol_before_training(tmp_path, monkeypatch):
+    out = str(tmp_path / "r.csv")
+    msg = _train_fails_before_any_work(tmp_path, monkeypatch, "--lr", "0.1", "--lr-grid", "0.1,1", "--out", out)
+    assert "--lr and --lr-grid exclude each other" in msg
+    msg = _train_fails_before_any_work(tmp_path, monkeypatch, "--lr-grid", "0.1,1", "--selection-seed", "3141",
+                                       "--seeds", "2", "--out", out)
+    assert "selection_seed=3141 is also a reported seed" in msg
+    msg = _train_fails_before_any_work(tmp_path, monkeypatch, "--lr-grid", "0.1,0.1,1", "--out", out)
+    assert "each once" in msg
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["cremad", "train", "--lr-grid", "0.1,-1"])
+    assert not Path(out).exists()
+
+
 def test_results_csv_is_written_atomically(tmp_path):
     import pandas as pd
 

@@ -10,6 +10,7 @@
     tcmax cremad download   --subset teaching
     tcmax cremad preprocess --subset all --preset ogm --workers 8
     tcmax cremad train --method joint,tcmax --epochs 100 --seeds 3 --subset all --split ogm
+    tcmax cremad train --method all --seeds 5 --lr-grid 1e-3,3e-3,1e-2,3e-2 --subset all   # the protocol (nb 07)
     torchrun --nproc_per_node=4 -m tcmax_lib cremad train --method tcmax ...   # exact global-batch TCMax
 
 `python -m tcmax_lib ...` is the same command without installing the console script.
@@ -48,6 +49,11 @@ def _positive_float(text: str) -> float:
     if not (value > 0 and value < float("inf")):
         raise argparse.ArgumentTypeError(f"{text} must be a positive finite number")
     return value
+
+
+def _lr_grid(text: str) -> list[float]:
+    """An argparse type: comma-separated positive learning rates."""
+    return [_positive_float(v) for v in text.split(",")]
 
 
 def check_output_path(path: str | Path) -> Path:
@@ -164,6 +170,7 @@ def _cremad(args: argparse.Namespace) -> None:
     import torch
 
     from .. import distributed
+    from .. import protocol as pr
     from ..data import cremad as cd
     from ..data.cremad_cache import augment_batch, prepare
     from ..experiments import run_table, summarize
@@ -185,6 +192,10 @@ def _cremad(args: argparse.Namespace) -> None:
             raise SystemExit(f"unknown method(s) {unknown}; choose from {sorted(METHODS)} or 'all'.")
         if args.head not in HEADS:
             raise SystemExit(f"--head {args.head!r} unknown; choose from {sorted(HEADS)}.")
+        if args.lr is not None and args.lr_grid is not None:
+            raise SystemExit("--lr and --lr-grid exclude each other: give one rate for every method, or a grid "
+                             "from which each method's rate is chosen on validation.")
+        protocol = pr.Protocol(args.lr_grid, SEEDS[: args.seeds], args.selection_seed) if args.lr_grid else None
     data = prepare(args.subset, args.preset, args.split, args.frame_size, workers=args.workers)
     if args.command == "preprocess":
         print(data.sizes())
@@ -200,7 +211,7 @@ def _cremad(args: argparse.Namespace) -> None:
             model.encoders = torch.nn.ModuleList([torch.compile(e) for e in model.encoders])
         return model
 
-    cfg = TrainConfig(epochs=args.epochs, batch_size=min(args.batch_size, len(data.train)), lr=args.lr,
+    cfg = TrainConfig(epochs=args.epochs, batch_size=min(args.batch_size, len(data.train)), lr=args.lr or 1e-3,
                       optimizer="sgd", lr_step=args.lr_step or None, device=device, progress=True,
                       augment=augment_batch, precision=args.precision)
     seeds = SEEDS[: args.seeds]
@@ -210,10 +221,23 @@ def _cremad(args: argparse.Namespace) -> None:
             m = res.metrics
             print(f"{method} seed {seed}: test acc {m['acc']:.4f} (best val epoch {m['best_epoch']})")
 
-    results, _ = run_table(methods, seeds, data, make_model, args.head, cfg, keep="none", on_run=report)
+    if protocol is None:                                                 # one rate for every method
+        results, _ = run_table(methods, seeds, data, make_model, args.head, cfg, keep="none", on_run=report)
+    else:                                                                # each method's rate chosen on validation
+        comparison = pr.compare(methods, data, make_model, args.head, cfg, protocol, keep="none", on_run=report)
+        results = comparison.results
     if distributed.rank() != 0:                                          # under torchrun only rank 0 writes
         return
     write_csv_atomically(results, out)
+    if protocol is not None:                                             # every per-seed value, grid and choice
+        from ..data.integrity import write_atomically
+
+        record = comparison.record(["acc", "acc_audio_head", "acc_visual_head", "js", "entropy_ratio", "best_epoch"])
+        rec_path = out.with_name(out.stem + ".protocol.json")
+        write_atomically(rec_path, lambda tmp: tmp.write_text(json.dumps(record, indent=1)))
+        print(pr.choice_frame(record).to_string())
+        short = record["shortfalls"] + pr.curve_shortfalls(record)
+        print(f"short of the protocol's rules: {'; '.join(short) or 'nothing'}\nrecord -> {rec_path}")
     print(summarize(results, ("acc", "acc_audio_head", "acc_visual_head", "js", "entropy_ratio"), ci=0.95).to_string())
 
 
@@ -257,7 +281,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--epochs", type=_count(1), default=100)
     c.add_argument("--seeds", type=_count(1, len(SEEDS)), default=3, help=f"how many seeds (1-{len(SEEDS)})")
     c.add_argument("--batch-size", type=_count(1), default=32)
-    c.add_argument("--lr", type=_positive_float, default=1e-3)
+    c.add_argument("--lr", type=_positive_float, default=None, help="one rate for every method (default 1e-3)")
+    c.add_argument("--lr-grid", type=_lr_grid, default=None,
+                   help="comma-separated rates: each method's rate chosen on validation on --selection-seed, as in "
+                        "notebook 07; also writes OUT's .protocol.json record")
+    c.add_argument("--selection-seed", type=_count(0), default=1000, help="the unreported seed that picks the rates")
     c.add_argument("--lr-step", type=_count(0), default=70, help="StepLR step in epochs (0: constant learning rate)")
     c.add_argument("--device", default="auto")
     c.add_argument("--precision", default=None, choices=["auto", "fp32", "bf16"],
