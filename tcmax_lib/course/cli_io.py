@@ -1,0 +1,70 @@
+"""Argument types, output-path checks and atomic CSV writes shared by the `tcmax` commands (notebooks 00 and 06).
+
+Every number and path a command takes is checked here, when it is parsed or before any work starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+SEEDS = [0, 3141, 5926, *range(1, 100)]    # the paper's scripts: 0, 3141, 5926; then 1, 2, ...
+
+
+def _count(minimum: int, maximum: int | None = None):
+    """An argparse type: a whole number in [minimum, maximum]; argparse names the option in its error."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            raise argparse.ArgumentTypeError(f"{value} is outside [{minimum}, {maximum if maximum else 'inf'}]")
+        return value
+    parse.__name__ = "whole number"
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (value > 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"{text} must be a positive finite number")
+    return value
+
+
+def _lr_grid(text: str) -> list[float]:
+    """An argparse type: comma-separated positive learning rates."""
+    return [_positive_float(v) for v in text.split(",")]
+
+
+def check_output_path(path: str | Path) -> Path:
+    """Refuse an unwritable output file path before any work: a folder, a file as parent, no access (nb 06)."""
+    out = Path(path).expanduser()
+    if out.is_dir():
+        raise SystemExit(f"--out {path}: is a folder; give a file name, e.g. {out / 'results.csv'}.")
+    parent = out.parent
+    for folder in (parent, *parent.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise SystemExit(f"--out {path}: {folder} is a file, so no folder can be made there; choose another "
+                                 "path.")
+            break
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=".tcmax-write-test-"):
+            pass
+    except OSError as exc:
+        raise SystemExit(f"--out {path}: cannot write in {parent} ({exc.strerror}); choose a writable folder.") \
+            from None
+    return out
+
+
+def write_csv_atomically(frame, out: Path) -> None:
+    """Write a DataFrame to `out` through a temporary file renamed into place: never half a CSV (notebook 06)."""
+    from ..data.integrity import write_atomically
+
+    write_atomically(out, lambda tmp: frame.to_csv(tmp, index=False))
