@@ -1,19 +1,23 @@
-"""Reading comparisons with intervals: one place for the statistics every comparison table uses (notebook 07).
+"""The statistics every comparison uses, each a thin wrapper of scipy or statsmodels (notebook 07).
 
-    mean_ci(values)                  -> Interval: the mean over seeds with its 95 % Student-t interval
-    paired_difference(a, b)          -> Interval: mean of a_s - b_s over paired seeds, with its t-interval
-    tied_best(per_seed)              -> the methods whose paired difference to the top mean contains 0
+    mean_ci(values)                      -> Interval: the mean over seeds with its Student-t interval
+    paired_difference(a, b)              -> Interval: mean of a_s - b_s over paired seeds, t-interval and p-value
+    holm(pvalues)                        -> Holm-adjusted p-values of a family (statsmodels `multipletests`)
+    tost_paired(a, b, margin)            -> p-value of "|mean(a - b)| < margin" (statsmodels `ttost_paired`)
+    detectable_difference(sd, n, alpha)  -> the paired difference a test finds with 80 % power (`TTestPower`)
+    seeds_needed(sd, difference, alpha)  -> the number of paired seeds for that power (`TTestPower`)
 
-Seeds are paired across methods (the same split, data order and initialisation where the architectures
-allow), so differences are taken seed by seed: the seed-to-seed variation that every method shares
-cancels, and the interval of a difference is narrower than the two intervals side by side suggest.
-The tie rule replaces argmax verdicts: a method is "best" unless the data say another one is better.
+Seeds are paired across methods (the same data, batch order and initialisation where the architectures
+allow), so differences are taken seed by seed: the seed-to-seed variation that every method shares cancels.
+The intervals are over *training* seeds: where every seed is scored on one fixed test set (AV digits), they
+say nothing about how a fresh test set would vary. How these become a verdict is `readings`.
+`tests/test_stats.py` checks each function against the library it wraps and against the obvious formula.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,13 +26,17 @@ from scipy import stats as _st
 
 @dataclass(frozen=True)
 class Interval:
-    """A mean over n seeds with its two-sided Student-t interval [lo, hi] at `level` (notebook 07)."""
+    """A mean over n seeds with its two-sided Student-t interval [lo, hi] at `level` (notebook 07).
+
+    `p` is the two-sided p-value of the t-test of mean 0 (for a paired difference: the paired t-test).
+    """
 
     mean: float
     lo: float
     hi: float
     n: int
     level: float = 0.95
+    p: float = float("nan")
 
     @property
     def half_width(self) -> float:
@@ -40,7 +48,7 @@ class Interval:
 
     @property
     def side(self) -> str:
-        """Where the interval lies relative to 0: '> 0', '< 0' or 'contains 0' (the tie rule's reading) (nb 07)."""
+        """Where the interval lies relative to 0: '> 0', '< 0' or 'contains 0', before any adjustment (nb 07)."""
         return "> 0" if self.lo > 0 else "< 0" if self.hi < 0 else "contains 0"
 
     def signed(self, digits: int = 3) -> str:
@@ -53,45 +61,104 @@ class Interval:
 
 def _values(values: Sequence[float], what: str) -> np.ndarray:
     v = np.asarray(values, dtype=np.float64)
-    if v.ndim != 1 or v.size < 2:
+    if v.ndim != 1:
+        raise ValueError(f"{what}: give one value per seed as a flat list; got an array of shape {v.shape}.")
+    if v.size < 2:
         raise ValueError(f"{what}: an interval needs at least 2 values (seeds), got {v.size}.")
     if not np.isfinite(v).all():
         raise ValueError(f"{what}: the values hold NaN/inf: {v.tolist()}.")
     return v
 
 
-def _level(level: float) -> float:
+def _level(level: float, what: str = "level") -> float:
     if not 0.0 < level < 1.0:
-        raise ValueError(f"level={level}: a confidence level lies strictly between 0 and 1, e.g. 0.95.")
+        raise ValueError(f"{what}={level}: a probability lies strictly between 0 and 1, e.g. 0.95 (or 0.05).")
     return float(level)
 
 
 def mean_ci(values: Sequence[float], level: float = 0.95) -> Interval:
-    """Mean of per-seed values with its Student-t interval: mean ± t_{n-1} s / sqrt(n) (notebook 07)."""
+    """Mean of per-seed values with its Student-t interval: mean ± t_{n-1} s / sqrt(n) (notebook 07).
+
+    scipy's one-sample t-test gives the interval and the p-value of mean 0; a zero spread (every seed the
+    same, e.g. 300/300 at a ceiling) gives a zero-width interval and p = 0 if the mean is not 0.
+    """
     v, level = _values(values, "mean_ci"), _level(level)
-    n, mean = v.size, float(v.mean())
-    half = float(_st.t.ppf(0.5 + level / 2, n - 1)) * float(v.std(ddof=1)) / math.sqrt(n)
-    return Interval(mean, mean - half, mean + half, n, level)
+    n, mean, sd = v.size, float(v.mean()), float(v.std(ddof=1))
+    if sd == 0.0:                                                    # scipy returns NaN here; the limit is exact
+        return Interval(mean, mean, mean, n, level, 1.0 if mean == 0.0 else 0.0)
+    res = _st.ttest_1samp(v, 0.0)
+    ci = res.confidence_interval(level)
+    return Interval(mean, float(ci.low), float(ci.high), n, level, float(res.pvalue))
 
 
 def paired_difference(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> Interval:
-    """Mean of a_s - b_s over paired seeds with its t-interval (the paired t-test's interval) (notebook 07)."""
+    """Mean of a_s - b_s over paired seeds with the paired t-test's interval and p-value (notebook 07)."""
     a, b = _values(a, "paired_difference (a)"), _values(b, "paired_difference (b)")
     if a.size != b.size:
         raise ValueError(f"paired_difference: {a.size} and {b.size} values; pairing needs one value per seed in both.")
     return mean_ci(a - b, level)
 
 
-def tied_best(per_seed: Mapping[str, Sequence[float]], level: float = 0.95, higher_is_better: bool = True
-              ) -> list[str]:
-    """The methods tied for best: the top mean, and every method whose paired difference to it contains 0 (nb 07).
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment of a family of p-values (statsmodels `multipletests`, method 'holm') (nb 07).
 
-    `per_seed` maps a method to its values on the same seeds, in the same order. The list is in the
-    order of `per_seed`; it has more than one entry whenever the seeds cannot tell the leaders apart.
+    Rejecting every adjusted p-value below alpha keeps the chance of any false "resolved" in the family at
+    most alpha, whatever the number of true differences.
     """
-    if not per_seed:
-        raise ValueError("tied_best: no methods given.")
-    sign = 1.0 if higher_is_better else -1.0
-    means = {m: sign * float(np.mean(_values(v, f"tied_best ({m})"))) for m, v in per_seed.items()}
-    top = max(means, key=means.get)
-    return [m for m in per_seed if m == top or paired_difference(per_seed[m], per_seed[top], level).contains(0.0)]
+    from statsmodels.stats.multitest import multipletests
+
+    p = np.asarray(pvalues, dtype=np.float64)
+    if p.ndim != 1 or p.size == 0 or not np.all((p >= 0) & (p <= 1)):
+        raise ValueError(f"holm: give a flat, non-empty list of p-values in [0, 1]; got {p.tolist()}.")
+    return [float(x) for x in multipletests(p, method="holm")[1]]
+
+
+def tost_paired(a: Sequence[float], b: Sequence[float], margin: float) -> float:
+    """p-value of the paired TOST: both one-sided tests that -margin < mean(a - b) < margin (nb 07).
+
+    statsmodels `ttost_paired`. Equivalence within ±margin is shown at level alpha when p < alpha; an
+    interval that merely contains 0 shows nothing of the kind.
+    """
+    from statsmodels.stats.weightstats import ttost_paired
+
+    a, b = _values(a, "tost_paired (a)"), _values(b, "tost_paired (b)")
+    if a.size != b.size:
+        raise ValueError(f"tost_paired: {a.size} and {b.size} values; pairing needs one value per seed in both.")
+    if not margin > 0:
+        raise ValueError(f"tost_paired: margin={margin}; an equivalence margin is a positive number.")
+    d = a - b
+    if float(d.std(ddof=1)) == 0.0:                                  # no spread: the limit of the test is exact
+        return 0.0 if abs(float(d.mean())) < margin else 1.0
+    return float(ttost_paired(a, b, -margin, margin)[0])
+
+
+def _power_args(sd: float, alpha: float, power: float) -> tuple[float, float, float]:
+    if not (math.isfinite(sd) and sd > 0):
+        raise ValueError(f"sd={sd}: the standard deviation of the paired differences must be positive and finite.")
+    return float(sd), _level(alpha, "alpha"), _level(power, "power")
+
+
+def detectable_difference(sd: float, n: int, alpha: float = 0.05, power: float = 0.8) -> float:
+    """The smallest true paired difference a two-sided paired t-test at `alpha` finds with `power` (nb 07).
+
+    statsmodels `TTestPower` (the one-sample t-test on the n differences, noncentral t); the effect size it
+    solves for is in units of sd, so the difference is effect_size * sd. With n = 5, alpha = 0.05 and power
+    0.8 it is about 1.7 sd.
+    """
+    from statsmodels.stats.power import TTestPower
+
+    sd, alpha, power = _power_args(sd, alpha, power)
+    if int(n) != n or n < 2:
+        raise ValueError(f"n={n}: a paired t-test needs at least 2 seeds.")
+    return float(TTestPower().solve_power(effect_size=None, nobs=int(n), alpha=alpha, power=power)) * sd
+
+
+def seeds_needed(sd: float, difference: float, alpha: float = 0.05, power: float = 0.8) -> int:
+    """The number of paired seeds for which a paired t-test at `alpha` finds `difference` with `power` (nb 07)."""
+    from statsmodels.stats.power import TTestPower
+
+    sd, alpha, power = _power_args(sd, alpha, power)
+    if not difference > 0:
+        raise ValueError(f"difference={difference}: the difference to detect is a positive number.")
+    n = TTestPower().solve_power(effect_size=difference / sd, nobs=None, alpha=alpha, power=power)
+    return max(2, math.ceil(float(n)))

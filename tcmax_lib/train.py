@@ -45,6 +45,8 @@ class TrainConfig:
     channels_last: bool | None = None  # None: on for models with Conv2d layers (oneDNN / cuDNN prefer NHWC)
     progress: bool = True
     check_finite: bool = True          # stop at the first non-finite input, loss or gradient (one sync a step)
+    track_train: bool = True           # evaluate the training split every epoch (train_acc curves); off: a
+                                       # quarter less time on AV digits, same weights (evaluation changes nothing)
     max_abs_loss: float = 1e6          # |loss| above this is divergence for these objectives (CE, TCMax: O(10))
     # on-device augmentation of a batch: augment(inputs, generator) -> inputs; the generator is seeded by `seed`
     augment: Callable | None = field(default=None, repr=False)
@@ -259,9 +261,11 @@ def fit(model: MultimodalClassifier, method: Method, train: Split, val: Split, c
             # val: accuracies and the loss at the training batch size, from the same forward pass.
             # Under torchrun every process evaluates the whole split locally: identical everywhere.
             with distributed.local():
-                tr = evaluate(model, method, train, 1024, precision, False, nhwc, check=False)
+                if cfg.track_train:
+                    tr = evaluate(model, method, train, 1024, precision, False, nhwc, check=False)
+                    row.update({f"train_{k}": v for k, v in tr.items()})
                 va = evaluate(model, method, val, cfg.batch_size, precision, True, nhwc, check=False)
-                row.update({**{f"train_{k}": v for k, v in tr.items()}, **{f"val_{k}": v for k, v in va.items()}})
+                row.update({f"val_{k}": v for k, v in va.items()})
             if on_epoch_end is not None:
                 row.update(on_epoch_end(epoch, model))
             finite = all(bool(torch.isfinite(t).all()) for t in model.state_dict().values() if t.is_floating_point())

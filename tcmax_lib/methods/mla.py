@@ -41,7 +41,13 @@ PROJECTIONS = ("none", "released", "owm")
 
 
 def owm_update(proj: torch.Tensor, feats: torch.Tensor, alpha: float) -> torch.Tensor:
-    """One OWM step (the MLA paper): P - P r (P r)^T / (alpha + r P r^T), Frobenius-normalised (notebook 07)."""
+    """One OWM step: P - P r (P r)^T / (alpha + r P r^T) (the MLA paper), Frobenius-normalised (notebook 07).
+
+    The scalar denominator is the paper's; the division by ||P||_F is the release's step (`pnorm2` in
+    `MLA_GSPlugin`), kept here so that "owm" differs from "released" only in the denominator. It also scales
+    the head's weight step: from P = I it is 1/sqrt(d) (0.177 at d = 32, 0.125 at d = 64), which
+    `MLA(head_grad_scale=...)` reproduces without any projection, as a control.
+    """
     r = feats.float().mean(0, keepdim=True)                              # [1, d] batch mean feature
     k = proj @ r.T                                                       # [d, 1]
     proj = proj - (k @ k.T) / (alpha + r @ k)                            # [d, d], scalar denominator
@@ -71,9 +77,13 @@ class MLA(Method):
     `projection`: "none" (default; what hubaak/TCMax and MLA's release compute, since their projector's
     "module.weight" name check never matches an nn.Linear's "weight"), "released" (their formula as
     written, `owm_update_released`) or "owm" (the MLA paper's form, `owm_update`).
+    `head_grad_scale` multiplies the head's weight gradient at every step (default 1): with
+    `projection="none"` and 1/sqrt(d) it is the step-size part of a normalised projector without its
+    direction, the control that separates the two (07, Exercise 2).
     """
 
     projection: str = "none"
+    head_grad_scale: float = 1.0
     name: str = "mla"
     owns_step = True
     proj: torch.Tensor | None = field(default=None, repr=False)
@@ -83,6 +93,9 @@ class MLA(Method):
         if self.projection not in PROJECTIONS:                          # a bool would silently mean one of them
             raise ValueError(f"MLA.projection={self.projection!r}; use one of {PROJECTIONS}: 'none' (the released "
                              "code's behaviour, default), 'released' (its formula, were it to run), 'owm' (the paper).")
+        if not (isinstance(self.head_grad_scale, (int, float)) and 0 < self.head_grad_scale < float("inf")):
+            raise ValueError(f"MLA.head_grad_scale={self.head_grad_scale!r}; give a positive finite factor for the "
+                             "head's weight gradient (1 = unchanged).")
 
     @staticmethod
     def _head(model: MultimodalClassifier) -> SharedHead:
@@ -117,6 +130,8 @@ class MLA(Method):
                         update = owm_update if self.projection == "owm" else owm_update_released
                         self.proj = update(self.proj, z.detach().float(), 0.1 ** (1 + step / steps_per_epoch))
                         head.fc.weight.grad = head.fc.weight.grad @ self.proj.T
+            if self.head_grad_scale != 1.0:
+                head.fc.weight.grad.mul_(self.head_grad_scale)
             self.updates += 1
             opt.step()
             total = total + loss.detach()
