@@ -4,6 +4,7 @@
     select_lr(method, splits, model_fn, config, protocol) -> LRChoice (lr, validation accuracy per lr)
     compare(methods, splits, make_model, head, config, protocol) -> Comparison (per-seed rows, the choices)
     Comparison.record(cols)                         -> the dict stored in results/: every per-seed value
+    add_seeds(record, methods, seeds, ...)          -> the same methods at their chosen rates on more seeds
     frame, verdict, choice_frame, difference_frame, curve_shortfalls: the readers of a stored record, defined
                                                     in `records` and importable from here
 
@@ -30,8 +31,10 @@ from .methods import METHODS, make_method
 from .records import (  # noqa: F401  (re-exported: notebooks read records as pr.verdict, pr.frame, ...)
     choice_frame,
     curve_shortfalls,
+    detectable,
     difference_frame,
     frame,
+    seed_plan,
     tail_epochs,
     tail_slopes,
     verdict,
@@ -203,3 +206,32 @@ def compare(methods: Sequence[str], splits: Splits | Callable[[int], Splits],
         frames.append(res.assign(head=used, lr=choices[method].lr))
         runs.update(kept)
     return Comparison(pd.concat(frames, ignore_index=True), choices, protocol, config, runs, curves)
+
+
+def add_seeds(record: Mapping, methods: Sequence[str], seeds: Sequence[int], splits: Splits | Callable[[int], Splits],
+              make_model: Callable[[str, int], object], head: str, config: TrainConfig, cols: Sequence[str], *,
+              max_train: int | None = None, method_kw: dict | None = None) -> dict:
+    """`methods` of a stored record trained on more `seeds` at their chosen rates, appended to its seeds (nb 07).
+
+    No rate is chosen again: the record's selection stands. Returns a record of the same form restricted to
+    `methods` and `cols`, whose seeds are the record's followed by `seeds` (the powered comparison).
+    """
+    seeds = list(seeds)
+    clash = sorted(set(seeds) & set(record["seeds"]) | ({record["selection_seed"]} & set(seeds)))
+    if clash:
+        raise ValueError(f"add_seeds: seeds {clash} are already reported or are the selection seed; give new ones.")
+    out = {**{k: record[k] for k in ("optimizer", "epochs", "batch_size", "weight_decay", "lr_step", "lr_grid",
+                                     "selection_seed")},
+           "seeds": list(record["seeds"]) + seeds, "head": {m: record["head"][m] for m in methods},
+           "lr": {m: record["lr"][m] for m in methods},
+           "per_seed": {m: {c: list(record["per_seed"][m][c]) for c in cols} for m in methods},
+           "val_curve": {m: list(record.get("val_curve", {}).get(m, [])) for m in methods}}
+    if seeds:
+        more = compare(methods, splits, make_model, head, replace(config, track_train=False),
+                       Protocol(record["lr_grid"], tuple(seeds), record["selection_seed"]),
+                       lr=out["lr"], keep="none", max_train=max_train, method_kw=method_kw).record(cols)
+        for m in methods:
+            for c in cols:
+                out["per_seed"][m][c] += more["per_seed"][m][c]
+            out["val_curve"][m] += more["val_curve"][m]
+    return out

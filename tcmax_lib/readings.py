@@ -60,8 +60,8 @@ class Reading:
 
     def short(self, digits: int = 3) -> str:
         """'mean ± half-width (verdict)' for a table cell, e.g. '+0.187 ± 0.040 (above)' (notebook 07)."""
-        word = {ABOVE: "above", BELOW: "below", UNRESOLVED: "not resolved",
-                EQUIVALENT: f"equivalent ±{self.margin:g}"}[self.verdict]
+        word = f"equivalent ±{self.margin:g}" if self.verdict == EQUIVALENT else \
+            {ABOVE: "above", BELOW: "below", UNRESOLVED: "not resolved"}[self.verdict]
         return f"{self.diff.mean:+.{digits}f} ± {self.diff.half_width:.{digits}f} ({word})"
 
 

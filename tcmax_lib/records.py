@@ -120,3 +120,29 @@ def difference_frame(record: Mapping, cols: Sequence[str], reference: str = "joi
     out = {c: {m: r.short() for m, r in verdict(record, c, reference, alpha=alpha, margin=margin)
                ["minus_" + reference].items()} for c in cols}
     return pd.DataFrame(out)
+
+
+def seed_plan(record: Mapping, subject: str, family: Sequence[str], col: str = "acc", target: float = 0.02,
+              alpha: float = 0.05, power: float = 0.8) -> pd.DataFrame:
+    """How many paired seeds each comparison `subject - b` of `family` needs to find `target` (notebook 07).
+
+    The record's seeds are the pilot: the standard deviation of each paired difference, what the record's n can
+    detect, and the n that detects `target` with `power`, each at alpha / len(family) (Holm's strictest step, so
+    the verdict after the family's adjustment has at least that power). A zero spread needs no more seeds.
+    """
+    from .stats import detectable_difference, seeds_needed
+
+    ps, n, a = record["per_seed"], len(record["seeds"]), alpha / len(family)
+    rows = {}
+    for b in family:
+        sd = float(np.std(np.subtract(ps[subject][col], ps[b][col]), ddof=1))
+        rows[b] = {"pilot sd": sd, f"detectable with {n}": detectable_difference(sd, n, a, power) if sd > 0 else 0.0,
+                   "seeds needed": seeds_needed(sd, target, a, power) if sd > 0 else n}
+    return pd.DataFrame(rows).T
+
+
+def detectable(record: Mapping, subject: str, family: Sequence[str], col: str = "acc", alpha: float = 0.05,
+               power: float = 0.8) -> dict[str, float]:
+    """What the record's seeds can detect for each `subject - b` of `family`, at alpha / len(family) (nb 07)."""
+    return {b: float(v) for b, v in seed_plan(record, subject, family, col, 0.02, alpha, power)
+            [f"detectable with {len(record['seeds'])}"].items()}

@@ -137,8 +137,10 @@ def check_04(m):
     assert m["full_critic_gap"] < 1e-3 and m["additive_critic_gap"] < 1e-3
     # label measure: near the optimum the uniform-measure bound exceeds the batch-measure one by KL(p_y || u)
     # (0.249 nats at a class-1 share of ~0.17); 2 seeds x 10 epochs land within 0.1 of it (measured: 0.235)
-    lp = m["label_prior_results"]
-    gap = lp["uniform"]["tc_estimate (last epoch, train)"] - lp["batch"]["tc_estimate (last epoch, train)"]
+    lp = m["label_prior_results"]["per_seed"]
+    assert all(len(v) == len(m["label_prior_results"]["seeds"]) for p in lp.values() for v in p.values())
+    est = "tc_estimate (last epoch, train)"
+    gap = sum(lp["uniform"][est]) / len(lp["uniform"][est]) - sum(lp["batch"][est]) / len(lp["batch"][est])
     assert gap == pytest.approx(m["label_prior_kl"], abs=0.1)
     check_04_optimizer(m)
 
@@ -157,7 +159,10 @@ def check_04_optimizer(m):
     assert set(mod["per_seed"]) == {"sgd", "adamw"} and mod["selection_seed"] not in mod["seeds"]
     for opt_name, per in mod["per_seed"].items():
         assert mod["lr"][opt_name] in mod["lr_grid"][opt_name]
-        assert set(per) == {"joint", "ogm_ge", "ogm_ge_no_noise", "agm", "mmpareto"}
+        assert set(mod["val_acc_by_lr"][opt_name]) == set(mod["lr_grid"][opt_name])      # every rate's accuracy
+        floor = "joint, other batch order"                              # the control: no modulation at all
+        assert set(per) == {"joint", "ogm_ge", "ogm_ge_no_noise", "agm", "mmpareto", floor}
+        assert min(per[floor]["visual_encoder_distance"]) > 0           # another batch order ends elsewhere
         for method, cols in per.items():                                # every per-seed value is stored
             assert all(len(v) == len(mod["seeds"]) for v in cols.values()), (opt_name, method)
         assert per["joint"]["visual_encoder_distance"] == [0.0] * len(mod["seeds"])
@@ -191,6 +196,9 @@ def check_05(m):
         assert min(v["acc"]) > 0.5 and len(v["acc"]) == len(res["seeds"]), method
         assert all(0.0 <= p <= 1.0 for p in v["probe_audio"] + v["probe_visual"]), method
     assert set(m["summary_av_digits_mean_and_95_t_interval"]) == set(res["per_seed"])
+    p = m["powered"]                                                     # the main seeds first, at the chosen rates
+    assert p["seeds"][:len(res["seeds"])] == res["seeds"] and p["lr"] == {k: res["lr"][k] for k in p["lr"]}
+    assert all(len(v) == len(p["seeds"]) for k in p["per_seed"] for v in p["per_seed"][k].values())
 
 
 def check_06(m):
@@ -251,6 +259,25 @@ def check_07(m):
     for where in ("matched", "last"):
         assert all(len(v) == len(av["seeds"]) and all(-1.0 <= g <= 1.0 for g in v)
                    for v in m["fig4"]["gap"][where].values())
+    # ... and reaches it before the StepLR drop: every run is read in the same phase (review N6)
+    assert all(e < m["fig4"]["lr_step"] for v in m["fig4"]["matched_epoch"].values() for e in v)
+    # each head's whole record is stored: validation curves per seed, so the learning-curve rules can be re-read
+    for h, rec in heads["records"].items():
+        assert all(len(c) == rec["epochs"] for v in rec["val_curve"].values() for c in v), h
+    # every record carries its curves and says which rules it misses; curves have one value per epoch
+    for name, r in main.items():
+        assert set(r["val_curve"]) == methods and "curve_shortfalls" in r and "protocol_shortfalls" in r, name
+        assert all(len(c) == r["epochs"] for v in r["val_curve"].values() for c in v), name
+    # the powered comparison: the main table's seeds first, then the extra ones, at the main table's rates
+    p = m["powered"]
+    assert p["seeds"][:len(av["seeds"])] == av["seeds"] and len(p["seeds"]) <= p["cap"]
+    assert p["lr"] == {k: av["lr"][k] for k in ["tcmax", *p["family"]]}
+    for k in ["tcmax", *p["family"]]:
+        assert p["per_seed"][k]["acc"][:len(av["seeds"])] == av["per_seed"][k]["acc"], k
+        assert all(len(v) == len(p["seeds"]) for v in p["per_seed"][k].values()), k
+    # the sampled loss's gradient: one draw's noise dwarfs the bias of the mean gradient at every N
+    g = m["sampled_grad"]
+    assert all(g["noise of one draw"][n] > 3 * g["bias of the mean gradient"][n] for n in g["noise of one draw"])
 
 
 CHECKS = {"00": check_00, "01": check_01, "02": check_02, "03": check_03,

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 
-from tcmax_lib import experiments, protocol, stats
+from tcmax_lib import experiments, protocol, readings, stats
 from tcmax_lib.data.toy import ToyConfig, make_toy_splits
 from tcmax_lib.methods import make_method
 from tcmax_lib.models import mlp_pair_model
@@ -76,7 +76,11 @@ def test_compare_runs_the_chosen_rate_on_paired_seeds_and_stores_every_value():
     assert rec["per_seed"]["joint"]["acc"] == pytest.approx(ref["acc"].tolist(), abs=0)
     assert rec["lr"]["joint"] == lr and rec["seeds"] == [0, 1] and rec["selection_seed"] == 9
     assert rec["optimizer"] == "sgd" and set(rec["val_acc_by_lr"]["joint"]) == {"0.01", "0.1"}
-    assert rec["shortfalls"] and rec["head"]["mmpareto"] == "concat_msh"
+    assert rec["protocol_shortfalls"] and rec["head"]["mmpareto"] == "concat_msh"
+    # every run's validation curve is stored, selection runs per rate too, and the record judges itself
+    assert [len(c) for c in rec["val_curve"]["joint"]] == [3, 3]
+    assert set(rec["selection_val_curve"]["joint"]) == {"0.01", "0.1"}
+    assert rec["curve_shortfalls"] == protocol.curve_shortfalls(rec)
     back = protocol.frame(rec)
     assert len(back) == 4 and back.set_index(["method", "seed"]).loc[("joint", 1), "acc"] == ref["acc"].iloc[1]
     # given rates skip the selection
@@ -88,17 +92,19 @@ def test_compare_runs_the_chosen_rate_on_paired_seeds_and_stores_every_value():
         comp.record(["no_such_metric"])
 
 
-def test_verdict_is_the_tie_rule_and_paired_differences():
+def test_verdict_is_the_best_set_and_readings_against_the_reference():
     rec = {"seeds": [0, 1, 2, 3, 4], "per_seed": {
         "joint": {"acc": [0.80, 0.82, 0.79, 0.81, 0.80]},
         "tcmax": {"acc": [0.81, 0.83, 0.80, 0.82, 0.81]},               # +0.01 on every seed: resolved
         "ogm_ge": {"acc": [0.70, 0.90, 0.75, 0.85, 0.80]}}}              # same mean as joint, noisy
     v = protocol.verdict(rec)
-    assert v["best"] == stats.tied_best({m: c["acc"] for m, c in rec["per_seed"].items()})
+    assert v["best"] == readings.best_set({m: c["acc"] for m, c in rec["per_seed"].items()})
     assert "tcmax" in v["best"] and "joint" not in v["best"]
-    d = v["minus_joint"]["tcmax"]
-    assert d.mean == pytest.approx(0.01) and d.half_width == pytest.approx(0.0, abs=1e-12)
-    assert v["minus_joint"]["ogm_ge"].contains(0.0)
+    r = v["minus_joint"]["tcmax"]
+    assert r.diff.mean == pytest.approx(0.01) and r.diff.half_width == pytest.approx(0.0, abs=1e-12)
+    assert r.verdict == readings.ABOVE and r.family == 2
+    assert v["minus_joint"]["ogm_ge"].verdict == readings.UNRESOLVED
+    assert protocol.verdict(rec, margin=0.5)["minus_joint"]["ogm_ge"].verdict == readings.EQUIVALENT
     with pytest.raises(ValueError, match="reference 'unimodal'"):
         protocol.verdict(rec, reference="unimodal")
 
@@ -118,11 +124,47 @@ def test_choice_and_difference_frames_read_the_record():
     assert ch.loc["joint", "seeds best at last epoch"] == "2 of 3" and ch.loc["given", "val acc per lr"] == "given"
     diff = protocol.difference_frame(rec, ["acc"])
     d = stats.paired_difference(rec["per_seed"]["tcmax"]["acc"], rec["per_seed"]["joint"]["acc"])
-    assert diff.loc["tcmax", "acc"] == f"{d.mean:+.3f} ± {d.half_width:.3f} (> 0)" and d.side == "> 0"
-    assert diff.loc["given", "acc"].endswith("(contains 0)") and set(diff.index) == {"tcmax", "given"}
+    assert diff.loc["tcmax", "acc"] == f"{d.mean:+.3f} ± {d.half_width:.3f} (above)" and d.side == "> 0"
+    assert diff.loc["given", "acc"].endswith("(not resolved)") and set(diff.index) == {"tcmax", "given"}
     assert stats.Interval(-0.2, -0.3, -0.1, 3).side == "< 0"
     # the learning-curve and grid rules, in words: TCMax chose the top rate and peaked at its last epoch;
     # joint meets both rules; a given rate (no grid searched) is not judged
-    assert protocol.curve_shortfalls(rec) == ["tcmax: rate 1 at the top of the grid",
-                                              "tcmax: the selection run was best at its last epoch (10 of 10)"]
-    assert protocol.curve_shortfalls({**rec, "lr": {"joint": 0.1}}) == []
+    old = ["tcmax: rate 1 at the top of the grid", "tcmax: the selection run was best at its last epoch (10 of 10)"]
+    assert protocol.curve_shortfalls(rec) == old + [
+        "no validation curves stored: the tail rule cannot be checked (a record from before it)"]
+    flat = [0.5, 0.6, 0.7, 0.7, 0.7, 0.71, 0.7, 0.7, 0.71, 0.7]
+    rising = [0.5, 0.6, 0.62, 0.64, 0.66, 0.68, 0.70, 0.72, 0.74, 0.76]
+    curves = {"joint": [flat, flat[:-1] + [0.69], flat[:-1] + [0.72]],
+              "tcmax": [rising, [v + 0.002 for v in rising], [v - 0.001 for v in rising]], "given": [flat] * 3}
+    rec = {**rec, "val_curve": curves, "lr_step": None}
+    assert protocol.tail_epochs(rec) == 5 and protocol.tail_epochs({**rec, "lr_step": 6}) == 3
+    slopes = protocol.tail_slopes(rec)
+    assert slopes["tcmax"].verdict == readings.ABOVE and slopes["tcmax"].diff.mean == pytest.approx(0.02)
+    assert slopes["joint"].verdict != readings.ABOVE
+    assert protocol.curve_shortfalls(rec) == old + [
+        f"tcmax: validation accuracy still rising over the last 5 epochs (+0.0200 per epoch, Holm p = "
+        f"{slopes['tcmax'].p_adjusted:.2g} over 3)"]
+    assert protocol.curve_shortfalls({**rec, "lr": {"joint": 0.1}, "val_curve": {"joint": curves["joint"]}}) == []
+
+
+def test_add_seeds_appends_new_seeds_at_the_chosen_rates_and_seed_plan_sizes_them():
+    p = protocol.Protocol((0.01, 0.1), (0, 1), selection_seed=9)
+    rec = protocol.compare(["joint", "tcmax"], splits, model, "concat", CONFIG, p, keep="none").record(["acc"])
+    more = protocol.add_seeds(rec, ["tcmax", "joint"], [2], splits, model, "concat", CONFIG, ["acc"])
+    assert more["seeds"] == [0, 1, 2] and more["lr"] == {"tcmax": rec["lr"]["tcmax"], "joint": rec["lr"]["joint"]}
+    assert more["per_seed"]["joint"]["acc"][:2] == rec["per_seed"]["joint"]["acc"]
+    alone = protocol.compare(["joint"], splits, model, "concat", CONFIG, protocol.Protocol((0.01, 0.1), (2,), 9),
+                             lr={"joint": rec["lr"]["joint"]}, keep="none").record(["acc"])
+    assert more["per_seed"]["joint"]["acc"][2] == alone["per_seed"]["joint"]["acc"][0]   # the same run, seed 2
+    assert len(more["val_curve"]["tcmax"]) == 3
+    with pytest.raises(ValueError, match="already reported or are the selection seed"):
+        protocol.add_seeds(rec, ["joint"], [1, 9], splits, model, "concat", CONFIG, ["acc"])
+    plan = protocol.seed_plan({"seeds": [0, 1, 2, 3, 4], "per_seed": {
+        "tcmax": {"acc": [0.90, 0.93, 0.91, 0.95, 0.92]}, "joint": {"acc": [0.80, 0.80, 0.84, 0.82, 0.79]},
+        "same": {"acc": [0.90, 0.93, 0.91, 0.95, 0.92]}}}, "tcmax", ["joint", "same"], target=0.02)
+    import numpy as np
+
+    d = np.subtract([0.90, 0.93, 0.91, 0.95, 0.92], [0.80, 0.80, 0.84, 0.82, 0.79])
+    assert plan.loc["joint", "pilot sd"] == pytest.approx(d.std(ddof=1))
+    assert plan.loc["joint", "seeds needed"] == stats.seeds_needed(d.std(ddof=1), 0.02, 0.025)
+    assert plan.loc["same", "seeds needed"] == 5 and plan.loc["same", "detectable with 5"] == 0.0
