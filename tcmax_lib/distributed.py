@@ -23,7 +23,7 @@ from contextlib import contextmanager
 import torch
 import torch.distributed as dist
 
-from .runtime import env_seconds
+from .files import env_seconds
 
 _SUSPENDED = [False]
 

@@ -137,6 +137,10 @@ def summarize(results: pd.DataFrame, cols: Sequence[str] = ("acc",), by: str = "
         raise ValueError(f"summarize: no column {missing} in the results; they have {list(results.columns)}.")
     if ci is not None and not 0.0 < ci < 1.0:
         raise ValueError(f"ci={ci}: a confidence level lies strictly between 0 and 1, e.g. 0.95 (None: ± std).")
+    sizes = results.groupby(by, sort=False).size()
+    if sizes.nunique() > 1:                  # a dropped run would give one group a silently wider interval
+        raise ValueError(f"summarize: the groups have different numbers of rows {sizes.to_dict()}; every {by} "
+                         "needs the same seeds. Find the missing or extra run, or summarise the groups separately.")
     rows = {}
     for key, g in results.groupby(by, sort=False):
         n = len(g)

@@ -29,6 +29,7 @@ from .data.splits import Splits
 from .experiments import ModelFn, Run, native_head, run_grid
 from .methods import METHODS, make_method
 from .records import (  # noqa: F401  (re-exported: notebooks read records as pr.verdict, pr.frame, ...)
+    check_record,
     choice_frame,
     curve_shortfalls,
     detectable,
@@ -159,7 +160,8 @@ class Comparison:
                "protocol_shortfalls": self.protocol.shortfalls(),
                "head": {m: str(g["head"].iloc[0]) for m, g in self.results.groupby("method", sort=False)},
                "lr": {m: c.lr for m, c in self.choices.items()},
-               "val_acc_by_lr": {m: {f"{lr:g}": v for lr, v in c.val_acc.items()} for m, c in self.choices.items()},
+               "val_acc_by_lr": {m: {f"{lr:g}": v if math.isfinite(v) else None for lr, v in c.val_acc.items()}
+                                 for m, c in self.choices.items()},                 # None: the rate diverged
                "selection_best_epoch": {m: c.best_epoch[c.lr] for m, c in self.choices.items()},
                "selection_val_curve": {m: {f"{lr:g}": v for lr, v in c.val_curve.items()}
                                        for m, c in self.choices.items()},
@@ -216,6 +218,7 @@ def add_seeds(record: Mapping, methods: Sequence[str], seeds: Sequence[int], spl
     No rate is chosen again: the record's selection stands. Returns a record of the same form restricted to
     `methods` and `cols`, whose seeds are the record's followed by `seeds` (the powered comparison).
     """
+    check_record(record, "add_seeds")
     seeds = list(seeds)
     clash = sorted(set(seeds) & set(record["seeds"]) | ({record["selection_seed"]} & set(seeds)))
     if clash:

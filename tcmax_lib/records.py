@@ -5,7 +5,9 @@
     curve_shortfalls(record) / tail_slopes(record)  -> the grid and learning-curve rules a stored comparison misses
 
 These read only the record (a dict as stored in JSON), never a live run, so a committed result can be re-read
-and re-judged without training anything.
+and re-judged without training anything. Each first checks what it reads (`check_record`): a per-seed list of
+the wrong length, a NaN, a missing key or a selection seed among the reported seeds is an error naming the
+record, the method and the column, never a silently smaller interval.
 """
 
 from __future__ import annotations
@@ -17,9 +19,68 @@ import pandas as pd
 
 from .readings import Reading, best_set, read_family
 
+PROTOCOL_KEYS = ("lr", "lr_grid", "epochs", "selection_seed", "val_acc_by_lr", "selection_best_epoch")
+
+
+def check_record(record: Mapping, where: str = "the record") -> Mapping:
+    """Refuse a record whose per-seed values do not match its seeds, or that lacks what its readers need (nb 07).
+
+    Checks: `seeds` and `per_seed` present, the seeds distinct integers, every per-seed list one finite
+    number per seed, the selection seed (if any) not reported, and, for a record of a rate selection (one
+    with `val_acc_by_lr`), the selection keys present, a rate for every method and, per rate, a finite
+    validation accuracy or None (diverged). `where` names the record in the error (the loaders pass file and
+    key). Returns the record.
+    """
+    def fail(what: str) -> ValueError:
+        return ValueError(f"{where}: {what}. The record is damaged or hand-edited: restore it from git "
+                          "(git checkout -- results) or re-run the notebook in FULL mode.")
+
+    if not isinstance(record, Mapping):
+        raise fail(f"expected a record (a dict), got {type(record).__name__}")
+    missing = [k for k in ("seeds", "per_seed") if k not in record]
+    if missing:
+        raise fail(f"lacks {missing}")
+    seeds = record["seeds"]
+    if not isinstance(seeds, list) or not seeds or len(set(map(str, seeds))) != len(seeds) \
+            or not all(isinstance(x, int) and not isinstance(x, bool) for x in seeds):
+        raise fail(f"'seeds' must be a non-empty list of distinct integers, got {seeds!r}")
+    if record.get("selection_seed") in seeds:
+        raise fail(f"the selection seed {record['selection_seed']} is also a reported seed")
+    per = record["per_seed"]
+    if not isinstance(per, Mapping) or not per:
+        raise fail("'per_seed' must map each method to its columns")
+    for m, cols in per.items():
+        if not isinstance(cols, Mapping):
+            raise fail(f"method {m!r}: expected {{column: per-seed values}}, got {type(cols).__name__}")
+        for c, v in cols.items():
+            if not isinstance(v, list) or len(v) != len(seeds):
+                n = len(v) if isinstance(v, list) else type(v).__name__
+                raise fail(f"method {m!r}, column {c!r}: {n} values for {len(seeds)} seeds {seeds}; pairing needs "
+                           "one value per seed, in the seeds' order")
+            bad = [x for x in v if isinstance(x, bool) or not isinstance(x, (int, float)) or not np.isfinite(x)]
+            if bad:
+                raise fail(f"method {m!r}, column {c!r}: non-finite or non-numeric values {bad[:3]}")
+    if "val_acc_by_lr" in record:
+        lacking = [k for k in PROTOCOL_KEYS if k not in record]
+        if lacking:
+            raise fail(f"a protocol record lacks {lacking}")
+        if set(record["lr"]) != set(per):
+            raise fail(f"rates are given for {sorted(record['lr'])} but values for {sorted(per)}")
+        for m, by_lr in record["val_acc_by_lr"].items():
+            bad = {k: v for k, v in by_lr.items() if v is not None and not (isinstance(v, (int, float))
+                                                                          and np.isfinite(v))}
+            if bad:
+                raise fail(f"method {m!r}: validation accuracies {bad} per rate are not finite (a diverged rate "
+                           "is stored as None)")
+    for m, curves in record.get("val_curve", {}).items():
+        if len(curves) != len(seeds):
+            raise fail(f"method {m!r}, column 'val_curve': {len(curves)} curves for {len(seeds)} seeds")
+    return record
+
 
 def frame(record: Mapping) -> pd.DataFrame:
     """The per-seed rows of a stored `Comparison.record`: one row per (method, seed) (notebook 07)."""
+    check_record(record)
     rows = []
     for m, cols in record["per_seed"].items():
         for k, seed in enumerate(record["seeds"]):
@@ -35,6 +96,7 @@ def verdict(record: Mapping, col: str = "acc", reference: str = "joint", higher_
     a `readings.Reading` per method, the family being the comparisons with `reference` in this record and
     column (Holm over them); `margin` adds the equivalence test.
     """
+    check_record(record)
     per = {m: v[col] for m, v in record["per_seed"].items()}
     if reference not in per:
         raise ValueError(f"verdict: the reference {reference!r} is not among the methods {list(per)}.")
@@ -43,19 +105,25 @@ def verdict(record: Mapping, col: str = "acc", reference: str = "joint", higher_
     return {"best": best_set(per, alpha, higher_is_better), "minus_" + reference: readings}
 
 
+def _acc(v: float | None) -> str:
+    """A validation accuracy per rate; None (or the -inf of records before 2026-12-07) is a diverged rate."""
+    return "diverged" if v is None or v == -np.inf else f"{v:.3f}"
+
+
 def choice_frame(record: Mapping) -> pd.DataFrame:
     """Per method: the chosen rate, validation accuracy per rate and the learning-curve warnings (notebook 07).
 
     'at grid edge': a wider grid might do better; 'seeds best at last epoch': those runs were still
     improving (needs `best_epoch` among the recorded columns). Rates given to `compare` show no grid.
     """
+    check_record(record)
     grid, last, n = record["lr_grid"], record["epochs"] - 1, len(record["seeds"])
     rows = {}
     for m, lr in record["lr"].items():
         val = record["val_acc_by_lr"][m]
         best = record["selection_best_epoch"][m]
         epochs = record["per_seed"][m].get("best_epoch")
-        rows[m] = {"lr": lr, "val acc per lr": " / ".join(f"{val[f'{g:g}']:.3f}" for g in grid) if val else "given",
+        rows[m] = {"lr": lr, "val acc per lr": " / ".join(_acc(val[f"{g:g}"]) for g in grid) if val else "given",
                    "at grid edge": bool(val) and len(grid) > 1 and lr in (grid[0], grid[-1]),
                    "best epoch (selection)": f"{best + 1} of {record['epochs']}" if best >= 0 else "-",
                    "seeds best at last epoch": "-" if epochs is None else f"{sum(e == last for e in epochs)} of {n}"}
@@ -76,6 +144,7 @@ def tail_slopes(record: Mapping, alpha: float = 0.05) -> dict[str, Reading]:
     "best epoch not last" is met almost always. A slope read as `resolved above` 0 (Holm over the methods)
     says the runs were still improving when they stopped.
     """
+    check_record(record)
     k = tail_epochs(record)
     slopes = {m: [float(np.polyfit(np.arange(k), np.asarray(c[-k:], dtype=float), 1)[0]) for c in curves]
               for m, curves in record["val_curve"].items() if curves and all(len(c) >= k for c in curves)}
@@ -92,6 +161,7 @@ def curve_shortfalls(record: Mapping) -> list[str]:
       (`tail_slopes`), the check that still bites under StepLR.
     Rates given to `compare` (no grid searched) are not judged on the grid.
     """
+    check_record(record)
     grid, last, out = record["lr_grid"], record["epochs"] - 1, []
     for m, lr in record["lr"].items():
         if not record["val_acc_by_lr"].get(m):
@@ -132,6 +202,7 @@ def seed_plan(record: Mapping, subject: str, family: Sequence[str], col: str = "
     """
     from .stats import detectable_difference, seeds_needed
 
+    check_record(record)
     ps, n, a = record["per_seed"], len(record["seeds"]), alpha / len(family)
     rows = {}
     for b in family:

@@ -65,20 +65,6 @@ def _parse_bool(value: Any, what: str) -> bool:
                      "(unset TCMAX_FAST means FAST).")
 
 
-def env_seconds(name: str, default: float) -> float:
-    """Positive seconds from environment variable `name`, else `default`; an error naming it (notebook 00)."""
-    text = os.environ.get(name)
-    if text is None:
-        return float(default)
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 < value < float("inf"):
-        raise ValueError(f"{name}={text!r} must be a positive number of seconds.")
-    return value
-
-
 def resolve_fast(value: bool | str | int | None = None) -> bool:
     """Resolve FAST mode: an explicit value wins, None reads env TCMAX_FAST (unset: FAST). Notebook 00."""
     if value is None:
@@ -271,17 +257,20 @@ def _to_jsonable(value: Any) -> Any:
 
 
 def record(name: str, value: Any) -> None:
-    """Store a named metric of the running notebook in build/metrics/<notebook>.json (notebook 00)."""
+    """Store a named metric of the running notebook in build/metrics/<notebook>.json (notebook 00).
+
+    The file is changed under its lock and replaced atomically (`files.update_json`), so two processes
+    recording at once keep every key; a NaN or infinity is refused with the metric's name, before any write.
+    """
+    from .files import dumps_json, update_json
+
     folder = metrics_dir()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{STATE.notebook}.json"
-    data = json.loads(path.read_text()) if path.exists() else {}
-    data[name] = _to_jsonable(value)
-    data.update({"_fast": STATE.fast, "_device": STATE.device, "_precision": STATE.precision,
-                 "_torch": torch.__version__})
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-    tmp.replace(path)
+    value = _to_jsonable(value)
+    dumps_json(value, f"tl.record({name!r})")                         # refuse a non-finite value first
+    meta = {"_fast": STATE.fast, "_device": STATE.device, "_precision": STATE.precision, "_torch": torch.__version__}
+    update_json(path, lambda data: {**data, name: value, **meta})
 
 
 def load_metrics(notebook: str, folder: Path | None = None) -> dict:

@@ -19,6 +19,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+from ..files import write_text
 from ..runtime import repo_root
 from .results import device_label
 
@@ -107,7 +108,7 @@ def sync_notebook(nb: Path, write: bool = True) -> bool:
     book.cells = out
     changed = nbformat.writes(book) != before
     if changed and write:
-        nbformat.write(book, nb)
+        write_text(nb, nbformat.writes(book))      # atomic: an interrupted sync leaves the old notebook whole
     return changed
 
 
@@ -117,7 +118,7 @@ def sync_readme_badges(readme: Path, write: bool = True) -> bool:
     row = re.compile(r"^(\| \d\d \| \[[^\]]+\]\(notebooks/([\w.-]+)\.ipynb\))( \[!\[Open In Colab\][^|]*)? \|", re.M)
     new = row.sub(lambda m: f"{m.group(1)} {colab_badge(m.group(2))} |", text)
     if new != text and write:
-        readme.write_text(new)
+        write_text(readme, new)
     return new != text
 
 

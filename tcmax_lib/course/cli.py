@@ -23,6 +23,7 @@ import json
 import os
 from pathlib import Path
 
+from ..files import write_text
 from .cli_io import SEEDS, _count, _lr_grid, _positive_float, check_output_path, write_csv_atomically
 
 
@@ -62,7 +63,7 @@ def _series(args: argparse.Namespace) -> None:
     if timings:
         path = repo_root() / "build" / f"timings_{'full' if args.full else 'fast'}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(timings, indent=1))
+        write_text(path, json.dumps(timings, indent=1))
         if not args.full and args.publish:
             path = results.publish_fast_timings(timings, recorded.get("_device"), recorded.get("_torch"))
             print(f"FAST timings -> {path}")

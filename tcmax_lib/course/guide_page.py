@@ -6,6 +6,7 @@ writes both parts and `tests/test_guide.py` checks that they are current.
 
 from __future__ import annotations
 
+from ..files import write_text
 from ..runtime import repo_root
 from .guide import (
     GUIDE,
@@ -147,6 +148,6 @@ def update_guide(check: bool = False) -> bool:
     new_page = guide_markdown() + "\n"
     current = new_readme == text and page.exists() and page.read_text() == new_page
     if not check:
-        readme.write_text(new_readme)
-        page.write_text(new_page)
+        write_text(page, new_page)                 # each atomic: a full disk or SIGTERM leaves the old file whole
+        write_text(readme, new_readme)
     return current

@@ -9,13 +9,13 @@ them, and a test fails when the README and `results/` disagree.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import re
 import subprocess
 from pathlib import Path
 from typing import Any
 
+from ..files import dumps_json, loads_json, update_json, write_text
 from ..hardware import cpu_kind
 from ..runtime import repo_root
 
@@ -44,12 +44,8 @@ def results_dir(must_exist: bool = True) -> Path:
 
 
 def _read(path: Path) -> dict:
-    """A results file, with an error naming the file when it is not valid JSON or lacks 'meta'/'metrics'."""
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path} is not valid JSON ({exc}): a truncated or hand-edited results file. Restore it "
-                         "with `git checkout -- <file>` or re-run the notebook in FULL mode.") from exc
+    """A results file, with an error naming the file when it is not strict JSON or lacks 'meta'/'metrics'."""
+    data = loads_json(path.read_text(), str(path))
     missing = [k for k in ("meta", "metrics") if not isinstance(data, dict) or k not in data]
     if missing and path.name != "fast_timings.json":
         raise ValueError(f"{path} lacks {missing}: not a results file written by `tcmax series run --full`. "
@@ -57,10 +53,33 @@ def _read(path: Path) -> dict:
     return data
 
 
+def _check_records(node: Any, where: str) -> None:
+    """Every stored comparison record inside `node` (a dict with 'seeds' and 'per_seed'), checked where it sits."""
+    from ..records import check_record
+
+    if isinstance(node, dict):
+        if "seeds" in node and isinstance(node.get("per_seed"), dict):
+            per = node["per_seed"]
+            nested = per and all(isinstance(v, dict) and v and all(isinstance(w, dict) for w in v.values())
+                                 for v in per.values())
+            for key, sub in (per.items() if nested else [(None, per)]):   # e.g. one family per optimiser
+                check_record({**node, "per_seed": sub}, where if key is None else f"{where}['per_seed'][{key!r}]")
+            return
+        for k, v in node.items():
+            _check_records(v, f"{where}[{k!r}]")
+
+
 def load_results(notebook: str) -> dict | None:
-    """The committed FULL results of a notebook, {'meta': ..., 'metrics': ...}, or None if never run (nb 00)."""
+    """The committed FULL results of a notebook, {'meta': ..., 'metrics': ...}, or None if never run (nb 00).
+
+    Every comparison record inside is checked (`records.check_record`); an error names the file and the key.
+    """
     path = results_dir() / f"{notebook}.json"
-    return _read(path) if path.exists() else None
+    if not path.exists():
+        return None
+    data = _read(path)
+    _check_records(data["metrics"], f"{path.name}: metrics")
+    return data
 
 
 def _git(*args: str) -> str:
@@ -97,18 +116,21 @@ def publish(notebook: str, metrics: dict, seconds: float) -> Path:
 def publish_fast_timings(timings: dict[str, float], device: str | None, torch_version: str | None) -> Path:
     """Write results/fast_timings.json: FAST wall times of a `tcmax series run` (notebook 00)."""
     path = results_dir(must_exist=False) / "fast_timings.json"
-    old = _read(path) if path.exists() else {"notebooks": {}}
-    old["notebooks"].update({k: round(v, 1) for k, v in timings.items()})
-    old["meta"] = run_meta(0.0, device, torch_version, "FAST")
-    old["meta"].pop("wall_time_s")
-    return _write(path, old)
+    meta = run_meta(0.0, device, torch_version, "FAST")
+    meta.pop("wall_time_s")
+
+    def change(old: dict) -> dict:                     # under the file's lock: concurrent publishers keep every key
+        return {**old, "notebooks": {**old.get("notebooks", {}), **{k: round(v, 1) for k, v in timings.items()}},
+                "meta": meta}
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    update_json(path, change)
+    return path
 
 
 def _write(path: Path, data: dict) -> Path:
-    from ..data.integrity import write_atomically
-
     path.parent.mkdir(parents=True, exist_ok=True)
-    return write_atomically(path, lambda tmp: tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n"))
+    return write_text(path, dumps_json(data, str(path), indent=1, sort_keys=True) + "\n")
 
 
 # ----------------------------------------------------------------------------- README tables
@@ -231,9 +253,14 @@ def update_readme(notebooks: list[str], check: bool = False) -> bool:
     if BEGIN not in text or END not in text:
         raise ValueError(f"README.md lacks the markers {BEGIN!r} ... {END!r} where the tables go.")
     head, rest = text.split(BEGIN, 1)
-    tail = rest.split(END, 1)[1]
+    old_block, tail = rest.split(END, 1)
+    vanished = [nb for nb in notebooks if re.search(rf"^\| {re.escape(nb)} \|[^|]*\| [\d,]+ s \|", old_block, re.M)
+                and not (results_dir() / f"{nb}.json").exists()]
+    if vanished:                                        # a FULL run the README shows, whose results file is gone
+        raise FileNotFoundError(f"README.md shows FULL runs of {vanished}, but results/ has no file for them: restore "
+                                "them (git checkout -- results) or re-run them; not rewriting them as 'not run'.")
     new = head + readme_block(notebooks) + tail
     if check:
         return new == text
-    path.write_text(new)
+    write_text(path, new)
     return True

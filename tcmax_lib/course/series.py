@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from ..files import write_text
 from ..runtime import repo_root
 
 
@@ -78,4 +79,4 @@ def store_outputs(nb: Path) -> None:
         cell.metadata.pop("papermill", None)
         cell.metadata.pop("execution", None)
     source.metadata.pop("papermill", None)
-    nbformat.write(source, nb)
+    write_text(nb, nbformat.writes(source))        # atomic: an interrupted store leaves the old notebook whole

@@ -22,7 +22,15 @@ from tqdm.auto import tqdm
 from ..runtime import progress_off
 from .cremad import PRESETS, CremadPreset, download, drop_bad, ogm_test_clips, parse, preprocess_clip, subset, with_size
 from .download import data_dir
-from .integrity import ChecksumError, check_digest, ensure_free_space, file_lock, writable_dir, write_digest
+from .integrity import (
+    ChecksumError,
+    check_digest,
+    ensure_free_space,
+    file_lock,
+    writable_dir,
+    write_atomically,
+    write_digest,
+)
 from .splits import Split, Splits
 
 
@@ -116,9 +124,7 @@ def _build(root: Path, clips: list[str], preset: CremadPreset, cache_dir: Path |
     (root / "specs.npy.part").replace(root / "specs.npy")
     digests = {name: write_digest(root / name) for name in ("frames.npy", "specs.npy")}
     meta = {"clips": clips, "preset": asdict(preset), "labels": [parse(c)["label"] for c in clips], "digests": digests}
-    tmp = root / "index.json.tmp"
-    tmp.write_text(json.dumps(meta))
-    tmp.replace(root / "index.json")
+    write_atomically(root / "index.json", lambda tmp: tmp.write_text(json.dumps(meta)))
 
 
 def _arrays_ok(root: Path, meta: dict) -> bool:

@@ -23,7 +23,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ..runtime import env_seconds, progress_off, repo_root
+from ..files import env_seconds
+from ..runtime import progress_off, repo_root
 from .integrity import (
     CHUNK,
     ChecksumError,
