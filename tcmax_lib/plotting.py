@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -55,10 +56,15 @@ def figures_dir() -> Path:
 
 
 def savefig(fig: plt.Figure, name: str, pdf: bool = True) -> Path:
-    """Save `fig` as PNG (and PDF) with deterministic metadata; return the PNG path (notebook 01)."""
+    """Save `fig` as PNG (and PDF) with deterministic metadata; return the PNG path (notebook 01).
+
+    `name` is a file name in the figures folder (letters, digits, '_', '-', '.'; no folder, no '..').
+    """
+    stem = Path(str(name)).stem
+    if not re.fullmatch(r"[A-Za-z0-9][\w.-]*", stem) or ".." in stem or Path(str(name)).name != str(name):
+        raise ValueError(f"savefig(fig, {name!r}): give a file name such as '05_data', with no folder and no '..'.")
     folder = figures_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    stem = Path(name).stem
     png = folder / f"{stem}.png"
     fig.savefig(png, bbox_inches="tight", metadata={"Software": None})
     if pdf:

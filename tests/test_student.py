@@ -1,8 +1,9 @@
 """The student edition cannot drift from the instructor edition (tcmax_lib.course.student, .exercises).
 
-The drift test builds each student notebook, fills every answer cell with its solution's code, answers one
-exercise wrongly at the end, executes it in FAST mode through `student.grade` (the instructor's batch
-command) and asserts that every check says "correct" except the wrong one, which says "not yet".
+The drift test builds each student notebook, fills every answer cell with its solution's code and grades it
+in FAST mode through `grading.grade_one` (what `tcmax course grade` runs): every exercise must score
+"correct", and in the same run the grader tries each wrong answer of the exercise (a perturbed answer and
+the spec's `wrong` list) on a copy of the namespace, which must score "not yet". One execution per notebook.
 """
 
 import math
@@ -14,7 +15,7 @@ import pytest
 import torch
 
 from tcmax_lib.course import exercises as xs
-from tcmax_lib.course import series, student
+from tcmax_lib.course import grading, series, student
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = series.notebooks()
@@ -109,40 +110,18 @@ def test_perturb_keeps_type_and_shape():
     assert student.perturb({0: 1.0, 10: 2.0})[0] == 2.0 and student.perturb(torch.zeros(2)).shape == (2,)
 
 
-def test_grade_refuses_what_is_not_a_notebook(tmp_path):
-    with pytest.raises(FileNotFoundError, match="not a notebook"):
-        student.grade([tmp_path / "missing.ipynb"], tmp_path / "out")
-
-
 # ---------------------------------------------------------------------- the drift test (executes notebooks)
 @pytest.mark.notebooks
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
-def test_solutions_pass_every_check_and_a_wrong_answer_fails(nb, tmp_path):
-    checks = xs.exercises()
-    keys = [k for k, ex in checks.items() if k.startswith(nb.name[:2]) and ex.answer]
-    wrong = keys[0]
-    book = student.fill_answers(student.student_notebook(nb), wrong=wrong)
+def test_solutions_pass_every_check_and_wrong_answers_fail(nb, tmp_path):
+    keys = grading.chapter_exercises(nb.name[:2])
     path = tmp_path / nb.name
-    nbformat.write(book, path)
-    table = student.grade([path], tmp_path / "grades")
-    got = list(zip(table.exercise, table.outcome))
-    assert not table.error.any(), f"{nb.name}: the filled student notebook failed: {table.error.iloc[0]}"
-    assert got == [(k, "correct") for k in keys] + [(wrong, "not yet")], f"{nb.name}: {got}"
-
-
-def test_grade_reports_checks_before_an_error_and_not_run_after_it(tmp_path):
-    """A submission that stops with an error keeps the outcomes before it; later checks read 'not run'."""
-    cells = ["import tcmax_lib as tl\nfrom tcmax_lib.info import closed_forms as gt", "mi = 8.3037",
-             'tl.check("00.2", globals())', 'raise RuntimeError("the student\'s cell failed")',
-             'tl.check("00.2", globals())']
-    book = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
-    book.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    path = tmp_path / "submission.ipynb"
-    nbformat.write(book, path)
-    table = student.grade([path], tmp_path / "grades")
-    assert list(table.outcome) == ["correct", "not run"]
-    assert table.error.iloc[0].startswith("RuntimeError: the student's cell failed")
-    assert not (ROOT / "build" / "metrics" / "submission.json").exists()    # graded runs write under --out
+    nbformat.write(student.fill_answers(student.student_notebook(nb)), path)
+    rows = grading.grade_one(path, tmp_path / "grades", wrong={k: student.wrong_answers(k) for k in keys})
+    got = [(r["exercise"], r["outcome"]) for r in rows]
+    assert got == [(k, "correct") for k in keys], f"{nb.name}: {[r for r in rows if r['outcome'] != 'correct']}"
+    accepted = [(r["exercise"], w) for r in rows for w, o in r.items() if w.startswith("wrong ") and o != "not yet"]
+    assert not accepted, f"{nb.name}: wrong answers the checks accept: {accepted}"
 
 
 def test_cli_builds_the_student_edition_and_refuses_grade_without_files(tmp_path, capsys):

@@ -84,7 +84,7 @@ def _readme(args: argparse.Namespace) -> None:
 
 
 def _course(args: argparse.Namespace) -> None:
-    from . import student
+    from . import grading, student
 
     if args.command == "student":
         args.out = args.out or "build/student"
@@ -94,12 +94,13 @@ def _course(args: argparse.Namespace) -> None:
     args.out = args.out or "build/grades"
     if not args.files:
         raise SystemExit("tcmax course grade: give the submitted notebooks, e.g. submissions/*.ipynb.")
-    table = student.grade([Path(f) for f in args.files], Path(args.out), fast=not args.full)
-    csv = check_output_path(Path(args.out) / "grades.csv")
+    csv = check_output_path(Path(args.out) / "grades.csv")          # before any submission runs
+    table = grading.grade([Path(f) for f in args.files], Path(args.out), args.time_limit, fast=not args.full)
     write_csv_atomically(table, csv)
-    summary = table.assign(correct=table.outcome.eq("correct")).groupby("submission").correct.agg(["sum", "count"])
-    print(summary.rename(columns={"sum": "correct", "count": "checks"}).to_string())
-    print(f"every check's outcome -> {csv}")
+    summary = table.groupby("submission", sort=False).agg(chapter=("chapter", "first"), points=("points", "sum"),
+                                                          exercises=("exercise", "count"))
+    print(summary.to_string())
+    print(f"every exercise's outcome and reason -> {csv}")
 
 
 def _site(args: argparse.Namespace) -> None:
@@ -208,6 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--out", default=None, help="student: default build/student; grade: default build/grades")
     k.add_argument("--only", default=None, help="student: only these notebooks (numbers or names, comma-separated)")
     k.add_argument("--full", action="store_true", help="grade: execute in FULL mode (default FAST)")
+    k.add_argument("--time-limit", type=_positive_float, default=900.0, metavar="SECONDS",
+                   help="grade: the most one submission may run, all its cells together (default 900)")
     k.set_defaults(func=_course)
     w = sub.add_parser("site", help="build the HTML book into build/site/ from build/executed/ (make site)")
     w.set_defaults(func=_site)

@@ -7,7 +7,8 @@ exercise's solution cells, copied from the instructor notebook into `checks.json
 `expected` expression instead, to compare with the student's own data (their random table, their logits).
 A check never prints the expected value; it names what is wrong (type, shape, keys, which entry) and
 gives the hint. The checks run locally, so a student who reads `checks.json` can see the solutions:
-for graded work, `tcmax course grade` re-executes submitted notebooks (`student.grade`).
+for graded work, `tcmax course grade` re-executes submitted notebooks and evaluates every check itself
+(`grading`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class Exercise:
     tol: float = 0.0
     hint: str = ""
     reveal: str | None = None
+    wrong: tuple[str, ...] = ()             # answers the check must refuse (expressions), e.g. "0.0"
     solution: str = ""                      # the solution cells' code, from the instructor notebook
 
 
@@ -59,6 +61,10 @@ def read_spec(path: Path = SPEC) -> dict[str, Exercise]:
             raise ValueError(f"{where}: give `answer` (a computed check) or `reveal` (a self-check), or both.")
         if entry.get("answer") and not str(entry["answer"]).isidentifier():
             raise ValueError(f"{where}: answer {entry['answer']!r} is not a Python variable name.")
+        wrong = entry.get("wrong", [])
+        if not isinstance(wrong, list) or not all(isinstance(w, str) and w.strip() for w in wrong):
+            raise ValueError(f"{where}: wrong must be a list of Python expressions (answers the check refuses).")
+        entry = {**entry, "wrong": tuple(wrong)}
         tol = entry.get("tol", 0.0)
         if isinstance(tol, bool) or not isinstance(tol, int | float) or not tol >= 0:
             raise ValueError(f"{where}: tol must be a number >= 0, got {tol!r}.")
@@ -75,7 +81,8 @@ def exercises(path: Path = CHECKS) -> dict[str, Exercise]:
     """
     if not Path(path).exists():
         raise FileNotFoundError(f"{path} is missing: run `tcmax series sync-book` (or reinstall tcmax_lib).")
-    return {k: Exercise(**v) for k, v in json.loads(Path(path).read_text()).items()}
+    return {k: Exercise(**{**v, "wrong": tuple(v.get("wrong", ()))}) for k, v in
+            json.loads(Path(path).read_text()).items()}
 
 
 @dataclass(frozen=True)

@@ -4,12 +4,11 @@
 and each exercise is followed by an answer cell and, where it computes something, a check cell
 (`tl.check("NN.k", globals())`, see `exercises`); a derivation gets a written-answer cell and a self-check
 behind a click. `write_checks` joins `exercises.toml` with the instructor notebooks' solution cells into
-`checks.json`. `grade` executes submitted notebooks in FAST mode and reads every check's outcome.
+`checks.json`. Grading submitted notebooks is `grading`.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -186,71 +185,18 @@ def perturb(value: Any, tol: float = 0.0) -> Any:
     return value + step                                      # numbers, arrays and tensors
 
 
-def fill_answers(book, checks: dict[str, xs.Exercise] | None = None, wrong: str | None = None):
-    """Put each exercise's solution code into its answer cell; then answer `wrong` wrongly and check it (nb 00)."""
-    import nbformat
-
+def fill_answers(book, checks: dict[str, xs.Exercise] | None = None):
+    """Put each exercise's solution code into its answer cell: the student edition answered right (notebook 00)."""
     checks = checks if checks is not None else xs.exercises()
     for cell in book.cells:
         key = cell.get("metadata", {}).get("tcmax_exercise")
         if key and "answer" in _tags(cell) and cell.cell_type == "code":
             ex = checks[key]
             cell.source = ex.solution or f"{ex.answer} = {ex.expected}"
-    if wrong is not None:
-        ex = checks[wrong]
-        book.cells.append(nbformat.v4.new_code_cell(
-            f"from tcmax_lib.course.student import perturb\n{ex.answer} = perturb({ex.answer}, {ex.tol!r})"))
-        book.cells.append(nbformat.v4.new_code_cell(f'tl.check("{wrong}", globals())'))
     return book
 
 
-def outcomes_of(executed: Path) -> list[tuple[str, str]]:
-    """(exercise key, outcome) of every check cell of an executed notebook, in cell order (notebook 00)."""
-    import nbformat
-
-    found = []
-    for cell in nbformat.read(executed, as_version=4).cells:
-        if cell.cell_type != "code" or 'tl.check("' not in cell.source:
-            continue
-        text = "".join(o.get("text", "") or o.get("data", {}).get("text/plain", "") for o in cell.get("outputs", []))
-        got = xs.outcomes(text)
-        key = re.search(r'tl\.check\("([\d.]+)"', cell.source).group(1)
-        found.append((key, got.get(key, "not run")))
-    return found
-
-
-def grade(submissions: list[Path], out: Path, fast: bool = True):
-    """Execute each submitted student notebook (FAST by default) and tabulate its checks (notebook 00).
-
-    A submission that stops with an error keeps the outcomes of the checks before it; later ones read
-    'not run'. Metrics and figures of the runs go to `out`, never to the series' own folders.
-    """
-    import pandas as pd
-    from papermill.exceptions import PapermillExecutionError
-
-    from .series import execute
-
-    out, subs = Path(out), [Path(s) for s in submissions]
-    rows = []
-    for sub in subs:                                # every file checked before any is run
-        if not sub.is_file() or sub.suffix != ".ipynb":
-            raise FileNotFoundError(f"{sub}: not a notebook file; give the submitted .ipynb files.")
-    saved = {k: os.environ.get(k) for k in ("TCMAX_METRICS_DIR", "TCMAX_FIGURES_DIR")}
-    try:
-        for sub in subs:
-            folder = out / sub.stem
-            os.environ["TCMAX_METRICS_DIR"], os.environ["TCMAX_FIGURES_DIR"] = str(folder), str(folder / "figures")
-            error = ""
-            try:
-                executed, _ = execute(sub, folder, fast=fast)
-            except PapermillExecutionError as exc:
-                executed, error = folder / sub.name, f"{exc.ename}: {exc.evalue}"[:300]
-            for key, outcome in outcomes_of(executed):
-                rows.append({"submission": str(sub), "exercise": key, "outcome": outcome, "error": error})
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    return pd.DataFrame(rows, columns=["submission", "exercise", "outcome", "error"])
+def wrong_answers(key: str, checks: dict[str, xs.Exercise] | None = None) -> list[str]:
+    """The wrong answers a check must refuse, as expressions: a perturbed answer, then the spec's list (nb 00)."""
+    ex = (checks if checks is not None else xs.exercises())[key]
+    return [f"perturb({ex.answer}, tol)", *ex.wrong]
