@@ -128,7 +128,7 @@ def file_lock(path: Path, timeout: float | None = None) -> Iterator[None]:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                if not said:
+                if not said and timeout > 0:
                     print(f"{Path(path).name}: another process holds {lock_path} (it is writing this file); "
                           f"waiting for it, at most {timeout:.0f} s (TCMAX_LOCK_TIMEOUT)", flush=True)
                     said = True

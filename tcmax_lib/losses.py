@@ -62,6 +62,9 @@ def _check_labels(labels: torch.Tensor, num_classes: int, logits: Sequence[torch
     """
     if labels.numel() == 0:
         raise ValueError("the batch is empty: TCMax needs at least one sample (B >= 1).")
+    if logits and torch.is_tensor(labels) and labels.device != logits[0].device:
+        raise ValueError(f"the labels are on {labels.device} and the logits on {logits[0].device}: move the labels "
+                         f"to the logits' device (labels.to(logits.device)) before the loss.")
     labels = checks.class_labels(labels, num_classes)
     if logits and not bool(torch.stack([torch.isfinite(lg).all() for lg in logits]).all()):
         bad = [m for m, lg in enumerate(logits) if not bool(torch.isfinite(lg).all())]

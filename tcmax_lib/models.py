@@ -116,6 +116,11 @@ class FiLMHead(nn.Module):
         self.fc = nn.Linear(dv, num_classes)
 
     def forward(self, za: torch.Tensor, zv: torch.Tensor) -> torch.Tensor:
+        da, dv = self.film.in_features, self.fc.in_features
+        if za.ndim != 2 or zv.ndim != 2 or za.shape[1] != da or zv.shape[1] != dv:
+            raise ValueError(f"FiLMHead was built for features of widths ({da}, {dv}) and got {tuple(za.shape)} and "
+                             f"{tuple(zv.shape)}: build it with dims=[{za.shape[-1]}, {zv.shape[-1]}] (the encoders' "
+                             "output widths), or pass the features in the order (audio, visual).")
         gamma, beta = self.film(za).chunk(2, dim=1)                       # [B, dv] each
         return self.fc(gamma * zv + beta)                                 # [B, C]
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -113,7 +114,7 @@ def evaluate(model: MultimodalClassifier, method: Method, split: Split, batch_si
     device = next(model.parameters()).device
     precision = precision or Precision(device.type, False, "default")
     n = len(split)
-    correct, correct_m, losses = 0, None, []
+    correct, correct_m, losses, peak = 0, None, [], torch.zeros(())
     for start in range(0, n, batch_size):
         xs = _nhwc([x[start:start + batch_size] for x in split.inputs], channels_last)
         y = split.y[start:start + batch_size].long()
@@ -122,9 +123,10 @@ def evaluate(model: MultimodalClassifier, method: Method, split: Split, batch_si
             if with_loss and y.shape[0] == batch_size:
                 losses.append(method.loss(model, out, y)[0].float())
         correct += (method.predict_logits(out).argmax(1) == y).sum()
+        peak = torch.maximum(peak, out.logits.detach().float().abs().nan_to_num(float("inf")).max().cpu())
         cm = torch.stack([(lg.argmax(1) == y).sum() for lg in out.modality_logits])
         correct_m = cm if correct_m is None else correct_m + cm
-    res = {"acc": float(correct) / n}
+    res = {"acc": float(correct) / n, "max_abs_logit": float(peak)}
     if with_loss:
         res["loss"] = float(torch.stack(losses).mean()) if losses else float("nan")
     res.update({f"acc_{m}": float(c) / n for m, c in enumerate(correct_m)})
@@ -269,7 +271,17 @@ def fit(model: MultimodalClassifier, method: Method, train: Split, val: Split, c
             if on_epoch_end is not None:
                 row.update(on_epoch_end(epoch, model))
             finite = all(bool(torch.isfinite(t).all()) for t in model.state_dict().values() if t.is_floating_point())
-            if row["val_acc"] > best_acc and finite:                    # never keep a non-finite checkpoint
+            val_loss = row.get("val_loss", 0.0)                         # NaN: no full validation batch to judge
+            blown = row["val_max_abs_logit"] > cfg.max_abs_loss         # a logit that large is a loss that large
+            if not finite or blown or (not math.isnan(val_loss) and abs(val_loss) > cfg.max_abs_loss):
+                # blown up by a step the step guard could not see (the last one, or one of a one-step epoch)
+                what = "the weights hold NaN/inf" if not finite else \
+                    f"a validation logit reaches {row['val_max_abs_logit']:.3g}" if blown else \
+                    f"the validation loss is {val_loss:.3g}"
+                what += f" (> max_abs_loss={cfg.max_abs_loss:g})" if finite else ""
+                raise TrainingDivergedError(f"{method.name} diverged in epoch {epoch + 1} at lr {cfg.lr:g}: {what}. "
+                                            "Lower the learning rate; a rate grid counts this rate as diverged.")
+            if row["val_acc"] > best_acc:
                 best_acc, best_epoch = row["val_acc"], epoch
                 best_state = copy.deepcopy(model.state_dict())  # a real copy, not references to live tensors
             rows.append(row)

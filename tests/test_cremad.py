@@ -160,6 +160,17 @@ def test_cli_runs_the_protocol_and_writes_its_record(tmp_path, capsys):
     assert sorted(res.method) == ["joint", "tcmax"] and dict(zip(res.method, res.lr)) == rec["lr"]
     assert "2 learning rates (the rule: at least 3)" in text and "1 reported seeds (the rule: at least 5)" in text
     assert "of the grid" in text                  # with 2 rates every choice sits at an edge: printed as a shortfall
+    # the CSV and its record are one result: one run id in both, read together
+    from tcmax_lib.course.cli_io import read_result
+
+    frame, back = read_result(out)
+    assert back["run_id"] == rec["run_id"] and set(frame.run_id) == {rec["run_id"]}
+    # a rerun without --lr-grid on the same --out: the old record no longer describes the CSV and is gone
+    cli.main(["cremad", "train", "--subset", "offline", "--method", "joint", "--epochs", "1", "--seeds", "1",
+              "--frame-size", "64", "--batch-size", "4", "--device", "cpu", "--workers", "1", "--out", str(out)])
+    assert not (tmp_path / "res.protocol.json").exists()
+    frame, back = read_result(out)
+    assert back is None and len(set(frame.run_id)) == 1 and set(frame.run_id) != {rec["run_id"]}
 
 
 def test_cli_trains_end_to_end(tmp_path, capsys):

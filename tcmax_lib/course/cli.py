@@ -19,11 +19,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import secrets
+import sys
+import time
 from pathlib import Path
 
-from ..files import write_text
+from ..files import dumps_json, file_lock, write_text
 from .cli_io import SEEDS, _count, _lr_grid, _positive_float, check_output_path, write_csv_atomically
 
 
@@ -110,17 +114,10 @@ def _site(args: argparse.Namespace) -> None:
 
 
 def _cremad(args: argparse.Namespace) -> None:
-    import torch
-
-    from .. import distributed
     from .. import protocol as pr
     from ..data import cremad as cd
-    from ..data.cremad_cache import augment_batch, prepare
-    from ..experiments import run_table, summarize
+    from ..data.cremad_cache import prepare
     from ..methods import METHODS
-    from ..resnet import resnet_pair_model
-    from ..runtime import pick_device
-    from ..train import TrainConfig
 
     if args.command == "download":
         cd.download(cd.subset(args.subset))
@@ -129,6 +126,7 @@ def _cremad(args: argparse.Namespace) -> None:
         from ..models import HEADS
 
         out = check_output_path(args.out)
+        rec_path = check_output_path(out.with_name(out.stem + ".protocol.json"))   # both before any work
         methods = list(METHODS) if args.method == "all" else args.method.split(",")
         unknown = sorted(set(methods) - set(METHODS))
         if unknown:
@@ -139,10 +137,34 @@ def _cremad(args: argparse.Namespace) -> None:
             raise SystemExit("--lr and --lr-grid exclude each other: give one rate for every method, or a grid "
                              "from which each method's rate is chosen on validation.")
         protocol = pr.Protocol(args.lr_grid, SEEDS[: args.seeds], args.selection_seed) if args.lr_grid else None
-    data = prepare(args.subset, args.preset, args.split, args.frame_size, workers=args.workers)
     if args.command == "preprocess":
-        print(data.sizes())
+        print(prepare(args.subset, args.preset, args.split, args.frame_size, workers=args.workers).sizes())
         return
+    with contextlib.ExitStack() as stack:
+        if int(os.environ.get("RANK", "0")) == 0:      # one run per --out: a second one is refused, not merged
+            try:
+                stack.enter_context(file_lock(out, timeout=0))
+            except TimeoutError:
+                raise SystemExit(f"--out {out}: another run is writing this result (its lock {out}.lock is held); "
+                                 "give this run another --out, or wait for the other one to finish.") from None
+        _cremad_train(args, out, rec_path, protocol, methods)
+
+
+def _cremad_train(args: argparse.Namespace, out: Path, rec_path: Path, protocol, methods: list[str]) -> None:
+    """Train the CREMA-D comparison and write its CSV and (with --lr-grid) its record, one run id in both."""
+    import torch
+
+    from .. import distributed
+    from .. import protocol as pr
+    from ..data import cremad as cd
+    from ..data.cremad_cache import augment_batch, prepare
+    from ..experiments import run_table, summarize
+    from ..resnet import resnet_pair_model
+    from ..runtime import pick_device
+    from ..train import TrainConfig
+
+    run_id = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{secrets.token_hex(4)}"
+    data = prepare(args.subset, args.preset, args.split, args.frame_size, workers=args.workers)
     device = pick_device(args.device, precision=args.precision)
     if device.type == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) > 1:   # torchrun: one GPU per process
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
@@ -171,16 +193,18 @@ def _cremad(args: argparse.Namespace) -> None:
         results = comparison.results
     if distributed.rank() != 0:                                          # under torchrun only rank 0 writes
         return
-    write_csv_atomically(results, out)
-    if protocol is not None:                                             # every per-seed value, grid and choice
-        from ..data.integrity import write_atomically
-
+    results = results.assign(run_id=run_id)
+    if protocol is not None:                             # the record first, then the CSV: one run id in both
         record = comparison.record(["acc", "acc_audio_head", "acc_visual_head", "js", "entropy_ratio", "best_epoch"])
-        rec_path = out.with_name(out.stem + ".protocol.json")
-        write_atomically(rec_path, lambda tmp: tmp.write_text(json.dumps(record, indent=1)))
+        record["run_id"] = run_id
+        write_text(rec_path, dumps_json(record, str(rec_path), indent=1))
+        write_csv_atomically(results, out)
         print(pr.choice_frame(record).to_string())
-        short = record["shortfalls"] + pr.curve_shortfalls(record)
+        short = record["protocol_shortfalls"] + record["curve_shortfalls"]
         print(f"short of the protocol's rules: {'; '.join(short) or 'nothing'}\nrecord -> {rec_path}")
+    else:
+        write_csv_atomically(results, out)
+        rec_path.unlink(missing_ok=True)                 # an earlier run's record no longer describes this CSV
     print(summarize(results, ("acc", "acc_audio_head", "acc_visual_head", "js", "entropy_ratio"), ci=0.95).to_string())
 
 
@@ -243,6 +267,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `tcmax` console script and of `python -m tcmax_lib`."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    for opt in ("--lr-grid", "--lr"):                   # argparse reads '-0.1,0.3' as an option: say what it is
+        if opt in argv and argv.index(opt) + 1 < len(argv) and argv[argv.index(opt) + 1].startswith("-"):
+            raise SystemExit(f"tcmax: error: {opt} {argv[argv.index(opt) + 1]}: learning rates are positive numbers, "
+                             f"e.g. {opt} 0.01,0.1,1 (a value starting with '-' also reads as an option)")
     args = build_parser().parse_args(argv)
     try:
         args.func(args)

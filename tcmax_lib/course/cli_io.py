@@ -68,3 +68,30 @@ def write_csv_atomically(frame, out: Path) -> None:
     from ..data.integrity import write_atomically
 
     write_atomically(out, lambda tmp: frame.to_csv(tmp, index=False))
+
+
+def read_result(csv: str | Path):
+    """A `tcmax cremad train` result: (its CSV as a DataFrame, its protocol record or None) (notebook 07).
+
+    The two files are one result: each names the run that wrote it (`run_id`), and a pair from different
+    runs (a rerun without --lr-grid beside an old record, a run stopped between its two writes) is refused.
+    """
+    import pandas as pd
+
+    from ..files import loads_json
+    from ..records import check_record
+
+    csv = Path(csv)
+    frame = pd.read_csv(csv)
+    rec_path = csv.with_name(csv.stem + ".protocol.json")
+    record = loads_json(rec_path.read_text(), str(rec_path)) if rec_path.exists() else None
+    ids = set(frame["run_id"]) if "run_id" in frame else {None}
+    if record is not None:
+        check_record(record, str(rec_path))
+        if ids != {record.get("run_id")}:
+            raise ValueError(f"{csv.name} (run {sorted(map(str, ids))}) and {rec_path.name} (run "
+                             f"{record.get('run_id')}) come from different runs: re-run `tcmax cremad train` to "
+                             "write both, or delete the one that is stale.")
+    if len(ids) != 1:
+        raise ValueError(f"{csv.name} mixes rows of the runs {sorted(map(str, ids))}: each run writes its own file.")
+    return frame, record

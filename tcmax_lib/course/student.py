@@ -151,6 +151,16 @@ def student_notebook(path: Path, checks: dict[str, xs.Exercise] | None = None):
     return book
 
 
+def _is_student_edition(path: Path) -> bool:
+    """Whether `path` is a notebook this command wrote (its `tcmax` metadata says student edition)."""
+    import json
+
+    try:
+        return json.loads(Path(path).read_text()).get("metadata", {}).get("tcmax", {}).get("edition") == "student"
+    except (ValueError, OSError, AttributeError):
+        return False
+
+
 def build_student(out: Path | None = None, only: str | None = None) -> list[Path]:
     """Write the student edition of the notebooks into `out` (default build/student/) (notebook 00)."""
     import nbformat
@@ -158,6 +168,12 @@ def build_student(out: Path | None = None, only: str | None = None) -> list[Path
     from ..data.integrity import write_atomically
 
     out = Path(out) if out is not None else repo_root() / "build" / "student"
+    targets = [out / p.name for p in _notebooks(only)]
+    for target in targets:                           # never over an instructor notebook: refuse before writing
+        if target.exists() and not _is_student_edition(target):
+            raise FileExistsError(f"{target} is not a student edition (an instructor notebook, or another file): "
+                                  "writing the student edition there would replace it. Choose another --out, e.g. "
+                                  "build/student.")
     out.mkdir(parents=True, exist_ok=True)
     if write_checks(write=False):
         raise RuntimeError(f"{xs.CHECKS} is out of date with the notebooks or {xs.SPEC.name}: run "

@@ -216,13 +216,17 @@ def fetch(url: str | None, *, sha256: str | None, dataset: str, filename: str | 
 
 
 def safe_extract_tar(archive: Path, dest: Path, members: list[str] | None = None) -> list[Path]:
-    """Extract a tar archive into `dest`, refusing absolute paths, '..', links and devices (notebook 05)."""
+    """Extract a tar archive into `dest`, refusing absolute paths, '..', links and devices (notebook 05).
+
+    Every member is checked before anything is written: one that escapes `dest`, a link or device, two
+    members writing one path, and a path that is a file in one member and a folder in another are refused
+    with the member named.
+    """
     dest = Path(dest).resolve()
-    out, seen = [], {}
+    out, seen, folders = [], {}, set()
     with tarfile.open(archive) as tar:
-        for info in tar.getmembers():
-            if members is not None and info.name not in members:
-                continue
+        chosen = [info for info in tar.getmembers() if members is None or info.name in members]
+        for info in chosen:                                        # every member checked before any is written
             target = (dest / info.name).resolve()
             if target == dest and not info.isdir():
                 raise RuntimeError(f"{archive.name}: member {info.name!r} is a file named like the target folder "
@@ -232,9 +236,16 @@ def safe_extract_tar(archive: Path, dest: Path, members: list[str] | None = None
             if target in seen and not (info.isdir() and seen[target]):
                 raise RuntimeError(f"{archive.name}: member {info.name!r} and an earlier one both write "
                                    f"{target.relative_to(dest)}; refusing a duplicate that would overwrite it.")
-            seen[target] = info.isdir()
             if info.issym() or info.islnk() or info.isdev():
                 raise RuntimeError(f"{archive.name}: member {info.name!r} is a link or device; refusing.")
+            seen[target] = info.isdir()
+            folders.update(p for p in target.parents if p != dest and str(p).startswith(str(dest)))
+        clash = sorted(str(t.relative_to(dest)) for t, is_dir in seen.items() if not is_dir and t in folders)
+        if clash:
+            raise RuntimeError(f"{archive.name}: {clash[0]!r} is a file in one member and a folder holding others; "
+                               "refusing a malformed archive (re-download it, or check the source).")
+        for info in chosen:
+            target = (dest / info.name).resolve()
             if info.isdir():
                 target.mkdir(parents=True, exist_ok=True)
                 continue

@@ -169,6 +169,8 @@ def sample_distinct_tuples(k: int, num_vars: int, n: int, generator: torch.Gener
     """
     if k < num_vars:
         raise ValueError(f"need K >= M to draw distinct indices, got K={k}, M={num_vars}.")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n={n!r}: draw at least one tuple (a whole number >= 1); with none the bound has no terms.")
     device = generator.device if generator is not None else "cpu"
     kept, have = [], 0
     while have < n:

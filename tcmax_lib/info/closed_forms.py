@@ -53,6 +53,9 @@ def sample_correlated_gaussian(n: int, dim: int, rho: float, generator: torch.Ge
 
 def gaussian_log_ratio(x: torch.Tensor, y: torch.Tensor, rho: float) -> torch.Tensor:
     """Optimal critic log p(y_j|x_i) - log p(y_j) for all pairs: returns a [K, K] score matrix (notebook 01)."""
+    if isinstance(rho, bool) or not isinstance(rho, int | float) or not -1.0 < rho < 1.0:
+        raise ValueError(f"rho={rho!r}: the correlation of a Gaussian pair lies strictly between -1 and 1 (at +-1 the "
+                         "mutual information is infinite and the log ratio undefined).")
     s2 = 1.0 - rho * rho
     diff = y[None, :, :] - rho * x[:, None, :]                                  # [K, K, d]
     log_cond = -0.5 * (diff ** 2).sum(-1) / s2 - 0.5 * x.shape[1] * math.log(s2)  # [K, K]
