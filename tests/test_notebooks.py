@@ -1,7 +1,12 @@
-"""Papermill layer: every notebook runs in FAST mode; the metrics it records are asserted here.
+"""Every notebook executed once in FAST mode, and every layer read from that one execution.
 
-The nbval layer runs in the same pytest call (`make test` passes `notebooks --nbval-lax`).
-Tolerances are FAST-mode tolerances; each is justified next to its assertion.
+`suite.run_chapter` runs each chapter's student edition with its answer cells filled from the solutions,
+graded by the grader. From that one run: every check says *correct* and refuses its wrong answers (the
+drift test), the metrics the notebook records are asserted (`CHECKS`; tolerances are FAST tolerances,
+each justified next to its assertion), the cells tagged `nbval-check-output` print what the committed
+notebook stores (nbval's stream merging and `tests/nbval_sanitize.cfg`), and the executed instructor
+notebook is rebuilt into build/executed/ for the site test. `conftest.py` fails the session if any
+notebook was executed twice.
 """
 
 import math
@@ -9,11 +14,20 @@ from pathlib import Path
 
 import pytest
 
-from tcmax_lib.course import series
-from tcmax_lib.runtime import load_metrics
+from tcmax_lib.course import series, suite
+from tcmax_lib.data.download import data_dir
 
 ROOT = Path(__file__).resolve().parent.parent
-METRICS = ROOT / "build" / "metrics" / "papermill"
+OUT = ROOT / "build" / "suite"
+RUNS: dict[str, suite.ChapterRun] = {}
+
+
+def chapter(nb: Path) -> suite.ChapterRun:
+    """The one FAST execution of `nb` in this session (made on first use)."""
+    if nb.stem not in RUNS:
+        RUNS[nb.stem] = suite.run_chapter(nb, OUT, data_dir=data_dir())
+        suite.write_instructor_view(nb, RUNS[nb.stem].executed, ROOT / "build" / "executed")
+    return RUNS[nb.stem]
 
 
 def check_00(m):
@@ -283,15 +297,29 @@ def check_07(m):
 CHECKS = {"00": check_00, "01": check_01, "02": check_02, "03": check_03,
           "04": lambda m: (check_04(m), check_04_distributed(m)), "05": check_05,
           "06": check_06, "07": check_07}
+NOTEBOOKS = series.notebooks()
 
 
 @pytest.mark.notebooks
-@pytest.mark.parametrize("nb", series.notebooks(), ids=lambda p: p.stem)
-def test_notebook_fast(nb, monkeypatch):
-    monkeypatch.setenv("TCMAX_METRICS_DIR", str(METRICS))
-    monkeypatch.setenv("TCMAX_FIGURES_DIR", str(ROOT / "build" / "figures" / "papermill"))
-    (METRICS / f"{nb.stem}.json").unlink(missing_ok=True)
-    series.execute(nb, ROOT / "build" / "executed", fast=True, timeout=900)
-    metrics = load_metrics(nb.stem, METRICS)
-    assert metrics["_fast"] is True
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_check_passes_with_the_solutions_and_refuses_wrong_answers(nb):
+    rows = chapter(nb).rows
+    keys = [r["exercise"] for r in rows]
+    assert [(r["exercise"], r["outcome"]) for r in rows] == [(k, "correct") for k in keys], \
+        f"{nb.name}: {[r for r in rows if r['outcome'] != 'correct']}"
+    accepted = [(r["exercise"], w) for r in rows for w, o in r.items() if w.startswith("wrong ") and o != "not yet"]
+    assert not accepted, f"{nb.name}: wrong answers the checks accept: {accepted}"
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_recorded_metrics(nb):
+    metrics = chapter(nb).metrics
+    assert metrics.get("_fast") is True, f"{nb.name}: recorded no FAST metrics"
     CHECKS[nb.stem[:2]](metrics)
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_stored_outputs_are_what_the_cells_print(nb):
+    assert not suite.output_mismatches(nb, chapter(nb).executed, ROOT / "tests" / "nbval_sanitize.cfg")

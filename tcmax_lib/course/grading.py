@@ -133,12 +133,14 @@ def scratch_name(path: Path) -> str:
     return f"{stem}-{hashlib.sha256(full.encode()).hexdigest()[:8]}"
 
 
-def prepare(nb, chapter: str, folder: Path, result: Path, wrong: dict[str, list] | None = None):
+def prepare(nb, chapter: str, folder: Path, result: Path, wrong: dict[str, list] | None = None,
+            data_dir: Path | None = None):
     """The submission with the grader's fence first and its evaluation after each answer cell (notebook 00)."""
     import nbformat
 
     source = str(Path(xs.__file__).resolve())
-    fence = FENCE.replace("__ROOTS__", repr([str(folder)])).replace("__EXTRA__", repr([str(result)]))
+    roots = [str(folder)] + ([str(data_dir)] if data_dir is not None else [])
+    fence = FENCE.replace("__ROOTS__", repr(roots)).replace("__EXTRA__", repr([str(result)]))
     cells = [nbformat.v4.new_code_cell(fence)]
     found = set()
     for cell in nb.cells:
@@ -159,7 +161,7 @@ def prepare(nb, chapter: str, folder: Path, result: Path, wrong: dict[str, list]
     return out, found
 
 
-def _environment(folder: Path, fast: bool) -> dict[str, str]:
+def _environment(folder: Path, fast: bool, data_dir: Path | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TCMAX_METRICS", "TCMAX_FIGURES",
                                                                     "TCMAX_RESULTS"))}
     home, tmp = folder / "home", folder / "tmp"
@@ -167,12 +169,12 @@ def _environment(folder: Path, fast: bool) -> dict[str, str]:
         d.mkdir(parents=True, exist_ok=True)
     env.update(HOME=str(home), TMPDIR=str(tmp), IPYTHONDIR=str(home / ".ipython"),
                MPLCONFIGDIR=str(home / ".matplotlib"), XDG_CACHE_HOME=str(home / ".cache"),
-               TCMAX_DATA_DIR=str(folder / "data"), TCMAX_METRICS_DIR=str(folder / "metrics"),
+               TCMAX_DATA_DIR=str(data_dir or folder / "data"), TCMAX_METRICS_DIR=str(folder / "metrics"),
                TCMAX_FIGURES_DIR=str(folder / "figures"), TCMAX_FAST="1" if fast else "0", TQDM_DISABLE="1")
     return env
 
 
-def execute(nb, folder: Path, deadline: float, fast: bool = True) -> tuple[Any, str]:
+def execute(nb, folder: Path, deadline: float, fast: bool = True, data_dir: Path | None = None) -> tuple[Any, str]:
     """Run a prepared notebook in `folder` until done or `deadline` (time.monotonic()); (notebook, problem) (nb 00)."""
     from nbclient import NotebookClient
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
@@ -182,7 +184,7 @@ def execute(nb, folder: Path, deadline: float, fast: bool = True) -> tuple[Any, 
                             resources={"metadata": {"path": str(folder)}})
     problem = ""
     try:
-        client.execute(env=_environment(folder, fast), cwd=str(folder))
+        client.execute(env=_environment(folder, fast, data_dir), cwd=str(folder))
     except CellTimeoutError:
         problem = "stopped at the time limit (the remaining cells did not run)"
     except DeadKernelError:
@@ -201,8 +203,12 @@ def _first_error(nb) -> str:
 
 
 def grade_one(path: Path, out: Path, time_limit: float = TIME_LIMIT_S, fast: bool = True,
-              wrong: dict[str, list] | None = None) -> list[dict]:
-    """Grade one submission; never raises for the submission's faults: they become the rows' reasons (nb 00)."""
+              wrong: dict[str, list] | None = None, data_dir: Path | None = None) -> list[dict]:
+    """Grade one submission; never raises for the submission's faults: they become the rows' reasons (nb 00).
+
+    `wrong` maps an exercise to answers its check must refuse, tried in the same run (the self-test);
+    `data_dir` shares one data cache (trusted runs, the test suite), else each submission gets its own.
+    """
     import nbformat
 
     nb, chapter, problem = read_submission(path)
@@ -217,8 +223,8 @@ def grade_one(path: Path, out: Path, time_limit: float = TIME_LIMIT_S, fast: boo
     private = out / ".grader"
     private.mkdir(parents=True, exist_ok=True)
     result = private / f"{secrets.token_hex(16)}.jsonl"      # the kernel never sees this name before it is used
-    prepared, present = prepare(nb, chapter, folder, result, wrong)
-    executed, problem = execute(prepared, folder, time.monotonic() + time_limit, fast)
+    prepared, present = prepare(nb, chapter, folder, result, wrong, data_dir)
+    executed, problem = execute(prepared, folder, time.monotonic() + time_limit, fast, data_dir)
     nbformat.write(executed, folder / Path(path).name)           # what ran, for the instructor to look at
     got: dict[str, dict] = {}
     if result.exists():

@@ -100,11 +100,21 @@ def guide_markdown() -> str:
             "solution's value, computed in the student's own kernel, within the tolerance in "
             "`tcmax_lib/course/exercises.toml`; it never prints that value.",
             "- **Batch:** collect the submitted notebooks in one folder and run "
-            "`tcmax course grade submissions/*.ipynb --out build/grades`. Each notebook is executed from scratch in "
-            "FAST mode (its saved outputs do not count), and `build/grades/grades.csv` gets one row per check: "
-            "submission, exercise, outcome, and the error that stopped the notebook, if any (checks after it read "
-            "*not run*). A per-submission count of correct checks is printed.",
-            "- The checks run on the student's machine, and the solutions ship inside the installed package "
+            "`tcmax course grade submissions/*.ipynb --out build/grades [--time-limit 900]`. Each notebook is executed "
+            "from scratch in FAST mode (its saved outputs do not count); after each answer cell the grader evaluates "
+            "the check itself and keeps the outcome where the notebook cannot write, so what a cell prints, or a "
+            "rebound `tl.check`, changes nothing. `build/grades/grades.csv` gets one row per exercise of the chapter "
+            "(read from the notebook, not its file name): submission, chapter, exercise, outcome, points and the "
+            "reason (a deleted answer cell is *missing*; a cell that raised, a dead kernel or the time limit are "
+            "named). A broken or endless submission is its own rows; the batch goes on. Points per submission are "
+            "printed.",
+            "- **Grading runs student code with your rights.** Each submission runs in its own folder under "
+            "`--out` (working directory, HOME, temporary files, data cache), and the grader refuses writes outside "
+            "it and the start of other processes; that stops accidents and cheap tricks, not a determined attacker, "
+            "who can still read your files or tamper with the grading process from inside. For submissions you do "
+            "not trust, grade in a throw-away container with no network and only the submissions and `--out` "
+            "mounted (the README, *Grading untrusted submissions*).",
+            "- The checks run on the student's machine too, and the solutions ship inside the installed package "
             "(`checks.json`): a determined student can read them. Grade from `tcmax course grade`, and grade "
             "derivations by reading them.", "",
             "## Adding an exercise", "",

@@ -1,0 +1,148 @@
+"""The test suite's one execution of each notebook, and everything read from it (notebook 00).
+
+    run_chapter(nb, out)                 -> ChapterRun: the chapter executed once, in FAST mode, graded
+    instructor_view(nb, executed)        -> the executed instructor notebook, rebuilt for the site
+    output_mismatches(nb, executed)      -> the stored outputs (cells tagged nbval-check-output) that changed
+
+One FAST execution per notebook serves every layer of `make test`: it is the student edition with every
+answer cell filled from the solutions, graded by `grading.grade_one` (every check must say *correct*, and
+in the same run each wrong answer of `student.wrong_answers` must say *not yet*); its metrics are the ones
+the notebook tests assert; its cells that the instructor edition shares (same cell ids) are compared with
+the committed outputs the way nbval compares them (each stream's text joined, the regular expressions of
+`tests/nbval_sanitize.cfg` applied);
+and the instructor notebook rebuilt from it is what the site shows. `TCMAX_EXECUTION_LOG` names a file
+that gets one line per execution, so a test can show that no notebook ran twice.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..files import loads_json, write_text
+from . import grading, student
+
+CHECK_OUTPUT = "nbval-check-output"
+
+
+@dataclass
+class ChapterRun:
+    """One chapter executed once: its grade rows, the executed notebook, its metrics, seconds (notebook 00)."""
+
+    notebook: Path
+    rows: list[dict]
+    executed: Path
+    metrics: dict
+    seconds: float
+
+
+def run_chapter(nb: Path, out: Path, data_dir: Path | None = None, time_limit: float = 3600.0) -> ChapterRun:
+    """Execute chapter `nb` once: its student edition answered from the solutions, graded, in FAST (nb 00).
+
+    `data_dir` shares one data cache between chapters (the suite's trusted runs); graded submissions get
+    their own. Appends the notebook's name to the file named by env TCMAX_EXECUTION_LOG, if set.
+    """
+    import nbformat
+
+    keys = grading.chapter_exercises(nb.name[:2])
+    path = Path(out) / "submissions" / nb.name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(student.fill_answers(student.student_notebook(nb)), path)
+    if os.environ.get("TCMAX_EXECUTION_LOG"):
+        with open(os.environ["TCMAX_EXECUTION_LOG"], "a") as log:
+            log.write(nb.name + "\n")
+    t0 = time.perf_counter()
+    rows = grading.grade_one(path, Path(out), time_limit, fast=True,
+                             wrong={k: student.wrong_answers(k) for k in keys}, data_dir=data_dir)
+    seconds = time.perf_counter() - t0
+    folder = Path(out) / "runs" / grading.scratch_name(path)
+    metrics_file = folder / "metrics" / f"{nb.stem}.json"
+    metrics = loads_json(metrics_file.read_text(), str(metrics_file)) if metrics_file.exists() else {}
+    return ChapterRun(nb, rows, folder / nb.name, metrics, seconds)
+
+
+def instructor_view(nb: Path, executed: Path):
+    """The instructor notebook `nb` with the outputs of the executed student edition, for the site (nb 00).
+
+    Cells the editions share keep their ids, so their outputs carry over; a solution's outputs are those
+    of the answer cell that ran its code (on the last solution cell of the exercise). The grader's cells,
+    the answer and check cells do not appear.
+    """
+    import nbformat
+
+    book = nbformat.read(nb, as_version=4)
+    ran = nbformat.read(executed, as_version=4)
+    by_id = {c.get("id"): c for c in ran.cells if c.cell_type == "code"}
+    answers = {c.metadata.get("tcmax_exercise"): c for c in ran.cells
+               if c.cell_type == "code" and "answer" in c.metadata.get("tags", [])}
+    solution_of = {}
+    for _, k, sol in student.exercise_blocks(book):
+        code = [j for j in sol if book.cells[j].cell_type == "code"]
+        if code:
+            solution_of[code[-1]] = f"{nb.name[:2]}.{k}"
+    for i, cell in enumerate(book.cells):
+        if cell.cell_type != "code":
+            continue
+        src = answers.get(solution_of[i]) if i in solution_of else by_id.get(cell.get("id"))
+        cell.outputs = list(src.outputs) if src is not None else []
+        cell.execution_count = src.execution_count if src is not None else None
+    return book
+
+
+def _patterns(cfg: Path) -> list[tuple[re.Pattern, str]]:
+    parser = configparser.ConfigParser()
+    parser.read(cfg)
+    return [(re.compile(parser[s]["regex"]), parser[s]["replace"]) for s in parser.sections()]
+
+
+def _streams(outputs: list, patterns: list[tuple[re.Pattern, str]]) -> dict[str, str]:
+    """The text of each stream (stdout, stderr), its pieces joined in order as nbval coalesces them, sanitised."""
+    merged: dict[str, str] = {}
+    for o in outputs:
+        if o.get("output_type") == "stream":
+            name = o.get("name", "stdout")
+            merged[name] = merged.get(name, "") + "".join(o.get("text", ""))
+    for name, text in merged.items():
+        for rx, rep in patterns:
+            text = rx.sub(rep, text)
+        merged[name] = text
+    return merged
+
+
+def output_mismatches(nb: Path, executed: Path, sanitize: Path) -> list[str]:
+    """The cells tagged nbval-check-output whose fresh streams differ from the committed ones (notebook 00)."""
+    import nbformat
+
+    committed = nbformat.read(nb, as_version=4)
+    by_id = {c.get("id"): c for c in nbformat.read(executed, as_version=4).cells}
+    patterns, out = _patterns(sanitize), []
+    for cell in committed.cells:
+        if cell.cell_type != "code" or CHECK_OUTPUT not in cell.metadata.get("tags", []):
+            continue
+        ran = by_id.get(cell.get("id"))
+        if ran is None:
+            out.append(f"{nb.name}: cell {cell.get('id')} did not run")
+            continue
+        want, got = _streams(cell.outputs, patterns), _streams(ran.outputs, patterns)
+        if want != got:
+            out.append(f"{nb.name}: cell {cell.get('id')} printed\n{got}\ninstead of the stored\n{want}\n(refresh with "
+                       f"`tcmax series store-outputs --only {nb.name[:2]}` if the change is meant)")
+    return out
+
+
+def write_instructor_view(nb: Path, executed: Path, out_dir: Path) -> Path:
+    """Write `instructor_view` to `out_dir`/<notebook> (build/executed/, what the site builds from) (nb 00)."""
+    import nbformat
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return write_text(out_dir / nb.name, nbformat.writes(instructor_view(nb, executed)))
+
+
+def executed_twice(log: Path) -> list[str]:
+    """The notebooks named more than once in an execution log (`TCMAX_EXECUTION_LOG`) (notebook 00)."""
+    names = [line.strip() for line in Path(log).read_text().splitlines() if line.strip()]
+    return sorted({n for n in names if names.count(n) > 1})

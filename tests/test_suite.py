@@ -1,0 +1,64 @@
+"""The suite's one execution per notebook (tcmax_lib.course.suite), without running a kernel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+
+from tcmax_lib.course import student, suite
+
+ROOT = Path(__file__).resolve().parent.parent
+NB = ROOT / "notebooks" / "00_overview.ipynb"
+SANITIZE = ROOT / "tests" / "nbval_sanitize.cfg"
+
+
+def _executed(tmp_path: Path, change: str | None = None) -> Path:
+    """Chapter 00's filled student edition as if run: every shared cell prints the committed output,
+    the answer cells print 'answer <key>'; `change` replaces the stored output of the checked cell."""
+    book = student.fill_answers(student.student_notebook(NB))
+    committed = {c.get("id"): c for c in nbformat.read(NB, as_version=4).cells}
+    for cell in book.cells:
+        if cell.cell_type != "code":
+            continue
+        key = cell.metadata.get("tcmax_exercise")
+        if key and "answer" in cell.metadata.get("tags", []):
+            cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=f"answer {key}\n")]
+        elif cell.get("id") in committed:
+            cell.outputs = list(committed[cell.get("id")].outputs)
+            if change and suite.CHECK_OUTPUT in cell.metadata.get("tags", []):
+                cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=change)]
+    path = tmp_path / "executed.ipynb"
+    nbformat.write(book, path)
+    return path
+
+
+def test_stored_outputs_match_and_a_changed_print_is_caught(tmp_path):
+    assert suite.output_mismatches(NB, _executed(tmp_path), SANITIZE) == []
+    (problem,) = suite.output_mismatches(NB, _executed(tmp_path, "I(rho=0.5) = 0.2 nats\n"), SANITIZE)
+    assert "I(rho=0.5) = 0.2 nats" in problem and "store-outputs --only 00" in problem
+
+
+def test_the_sanitizer_masks_timings_as_nbval_did():
+    patterns = suite._patterns(SANITIZE)
+    a = [{"output_type": "stream", "name": "stdout", "text": "trained in 3.2 s at 0x7f01\n"}]
+    b = [{"output_type": "stream", "name": "stdout", "text": "trained in "},
+         {"output_type": "stream", "name": "stdout", "text": "41 s at 0x55aa\n"}]
+    assert suite._streams(a, patterns) == suite._streams(b, patterns)
+
+
+def test_the_instructor_view_carries_every_output_to_its_cell(tmp_path):
+    view = suite.instructor_view(NB, _executed(tmp_path))
+    instructor = nbformat.read(NB, as_version=4)
+    assert [c.get("id") for c in view.cells] == [c.get("id") for c in instructor.cells]
+    solutions = [c for c in view.cells if c.cell_type == "code" and "solution" in c.metadata.get("tags", [])]
+    assert solutions and all(any("answer 00." in o.get("text", "") for o in c.outputs) for c in solutions)
+    shared = [c for c in view.cells if c.cell_type == "code" and "keep_output" in c.metadata.get("tags", [])]
+    by_id = {c.get("id"): c for c in instructor.cells}
+    assert shared and all(c.outputs == by_id[c.get("id")].outputs for c in shared)
+
+
+def test_a_notebook_run_twice_is_named(tmp_path):
+    log = tmp_path / "executions.log"
+    log.write_text("00_overview.ipynb\n01_x.ipynb\n00_overview.ipynb\n")
+    assert suite.executed_twice(log) == ["00_overview.ipynb"]
