@@ -23,10 +23,12 @@ run: $(STAMP)
 
 # unit tests + every notebook executed once (FAST) and read by every notebook layer, in one pytest call
 test: $(STAMP)
-	TCMAX_FAST=1 TQDM_DISABLE=1 $(BIN)/python -m pytest tests -p no:cacheprovider --durations=15
+	TCMAX_SUITE_TARGET="make test" TCMAX_FAST=1 TQDM_DISABLE=1 $(BIN)/python -m pytest tests -p no:cacheprovider \
+	  --durations=15
 
 unit: $(STAMP)
-	$(BIN)/python -m pytest tests -m "not notebooks" -q
+	TCMAX_SUITE_TARGET="make unit" TCMAX_FAST=1 TQDM_DISABLE=1 $(BIN)/python -m pytest tests -m "not notebooks" -q \
+	  -p no:cacheprovider --durations=10
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/

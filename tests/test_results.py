@@ -8,8 +8,11 @@ from tcmax_lib.course import results, series
 
 
 def test_readme_matches_results():
+    from tcmax_lib.course import timings
+
     names = [nb.stem for nb in series.notebooks()]
     assert results.update_readme(names, check=True), "README.md is out of date with results/: run `tcmax readme`"
+    assert timings.update_readme(check=True), "README.md's suite block is out of date with results/suite_timings.json"
 
 
 def test_every_committed_result_has_provenance():

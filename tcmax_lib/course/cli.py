@@ -74,15 +74,17 @@ def _series(args: argparse.Namespace) -> None:
 
 
 def _readme(args: argparse.Namespace) -> None:
-    from . import guide_page, results, series
+    from . import guide_page, results, series, timings
 
     names = [nb.stem for nb in series.notebooks()]
     if args.check:
-        if not results.update_readme(names, check=True) or not guide_page.update_guide(check=True):
+        if not (results.update_readme(names, check=True) and guide_page.update_guide(check=True)
+                and timings.update_readme(check=True)):
             raise SystemExit("README.md or docs/instructors.md is out of date with results/: run `tcmax readme`.")
         print("README.md and docs/instructors.md match results/")
         return
     results.update_readme(names)
+    timings.update_readme()
     guide_page.update_guide()
     print("README.md tables and docs/instructors.md regenerated from results/ and the notebooks")
 
