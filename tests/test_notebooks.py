@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tcmax_lib.course import series, suite
+from tcmax_lib.course import series, student, suite
 from tcmax_lib.data.download import data_dir
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -118,8 +118,12 @@ def check_03(m):
     # the visual gradient is several times smaller under joint training (FAST: 0.17 and 0.14 of unimodal's), yet
     # under AdamW the visual encoder travels about as far (0.81 and 1.04): the reading's two points
     for sec in m["gradient_measurement"].values():
-        grad, dist = (sec[k] for k in sorted(sec, key=lambda k: "distance" in k))
+        grad = sec["visual gradient norm, joint / unimodal (mean over epochs)"]
+        dist = sec["visual distance travelled, joint / unimodal (sum over epochs)"]
         assert grad < 0.4 and 0.5 < dist < 2.0
+    series = m["gradient_series"]                                        # one value per epoch, every series
+    assert all(len(v) == len(series["section 2"]["joint"]["grad_visual"]) for s in series.values()
+               for r in s.values() for v in r.values())
     # Exercise 1: the closed form of audio's Bayes accuracy, Phi(m_a), at both margins; paired seeds recorded
     ex1 = m["exercise1_margin"]
     assert ex1["2.0"]["audio_bayes"] == pytest.approx(0.9772, abs=1e-4)
@@ -307,8 +311,14 @@ def test_every_check_passes_with_the_solutions_and_refuses_wrong_answers(nb):
     keys = [r["exercise"] for r in rows]
     assert [(r["exercise"], r["outcome"]) for r in rows] == [(k, "correct") for k in keys], \
         f"{nb.name}: {[r for r in rows if r['outcome'] != 'correct']}"
-    accepted = [(r["exercise"], w) for r in rows for w, o in r.items() if w.startswith("wrong ") and o != "not yet"]
+    outcomes = [(r["exercise"], w, o) for r in rows for w, o in r.items() if w.startswith("wrong ")
+                and not w.endswith("message")]
+    accepted = [(k, w) for k, w, o in outcomes if o != "not yet"]
     assert not accepted, f"{nb.name}: wrong answers the checks accept: {accepted}"
+    for r in rows:                                       # what the student is told: the hint, never the answer
+        hint = student.xs.exercises()[r["exercise"]].hint
+        for w in (k for k in r if k.startswith("wrong ") and k.endswith("message")):
+            assert hint in r[w] and "expected value is" not in r[w], (r["exercise"], r[w])
 
 
 @pytest.mark.notebooks

@@ -181,8 +181,11 @@ def test_03_reading():
     assert max(m["mlp_unimodal"]["acc_interaction_b2"], m["concat_joint_interaction"]["acc_interaction_b2"]) < 0.6
     assert max(m["written_step_gap_joint"], m["written_step_gap_unimodal"]) < 1e-6
     for sec in m["gradient_measurement"].values():      # gradient many times smaller, most of the distance travelled
-        grad, dist = (sec[k] for k in sorted(sec, key=lambda k: "distance" in k))
+        grad = sec["visual gradient norm, joint / unimodal (mean over epochs)"]
+        dist = sec["visual distance travelled, joint / unimodal (sum over epochs)"]
         assert grad < 0.2 and 0.6 < dist < 1.5                          # FULL: 0.089 / 0.038 and 0.77 / 0.78
+        early = sec.get("visual net displacement per epoch, joint / unimodal (first third of the epochs)")
+        assert early is None or 0.7 < early < 1.4                       # "about that under unimodal training"
     ex1 = m["exercise1_margin"]
     assert len(ex1["1.0"]["seeds"]) >= 5
 

@@ -51,6 +51,21 @@ def test_student_edition_has_no_solution_and_a_check_per_exercise(nb):
     assert book.cells[0].source.startswith("[![Open In Colab]") and "/student/" + nb.name in book.cells[0].source
 
 
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem[:2])
+def test_no_answer_in_the_student_edition_text(nb):
+    """Each exercise's `leaks` (phrases of its answer) appear nowhere in the student edition (review S1-S4)."""
+    book = student.student_notebook(nb)
+    text = "\n".join(c.source for c in book.cells)
+    found = [(k, p) for k, ex in xs.exercises().items() if k.startswith(nb.name[:2]) for p in ex.leaks if p in text]
+    assert not found, f"student/{nb.name} states answers: {found}"
+    assert "instructor-only" not in text
+
+
+def test_the_student_build_drops_rows_and_spans_that_state_an_answer():
+    md = "Intro<!-- instructor-only --> the answer is 4<!-- /instructor-only -->.\n| a | b |\n| x | up to 4 nats at K |"
+    assert student.without_answers(md, ["up to 4 nats at"]) == "Intro.\n| a | b |"
+
+
 # ---------------------------------------------------------------------- the comparison, without notebooks
 @pytest.mark.parametrize("got, want, tol, ok", [
     (8.30, 8.3037, 0.005, True), (8.2, 8.3037, 0.005, False), (np.float32(2.0), 2, 0.0, True),
@@ -68,13 +83,15 @@ def test_messages_name_the_problem_never_the_answer():
     assert "shape (2, 3), got (3, 2)" in xs.compare(torch.ones(3, 2), torch.ones(2, 3), 0, "g")
     assert "keys" in xs.compare({224: 1}, {224: 3.36, 112: 0.84}, 0.005, "gb")
     ex = xs.exercises()["00.2"]
-    wrong = xs.check("00.2", {"mi": 1.0, "gt": __import__("tcmax_lib.info.closed_forms", fromlist=["x"])})
+    wrong = xs.check("00.2", {"mi_nats_bits": (1.0, 1.4), "gt": __import__("tcmax_lib.info.closed_forms",
+                                                                          fromlist=["x"])})
     assert wrong.outcome == "not yet" and ex.hint in wrong.message
     assert "8.30" not in repr(wrong) and "8.3" not in repr(wrong)
-    assert xs.check("00.2", {"mi": None}).outcome == "not yet" and "still None" in repr(xs.check("00.2", {"mi": None}))
-    assert "no `mi` yet" in xs.check("00.2", {}).message
+    none = xs.check("00.2", {"mi_nats_bits": None})
+    assert none.outcome == "not yet" and "still None" in repr(none)
+    assert "no `mi_nats_bits` yet" in xs.check("00.2", {}).message
     # the solution reads `trace`, made by section 6's cells, which this namespace lacks: they were not run
-    blocked = xs.check("01.5", {"stop_step": 100})
+    blocked = xs.check("01.5", {"stop": {"step": 100, "reports": 1.0}})
     assert blocked.outcome == "cannot check" and "'trace' is not defined" in blocked.message
     # the modules an `expected` expression uses need not be imported by the notebook
     assert xs.check("03.1", {"audio_bayes_m1": 0.8413}).outcome == "correct"
@@ -87,10 +104,11 @@ def test_messages_name_the_problem_never_the_answer():
 def test_solutions_run_in_a_copy_of_the_namespace():
     from tcmax_lib.info import closed_forms as gt
 
-    namespace = {"gt": gt, "mi": gt.gaussian_mi(0.9, dim=10), "print": print}
+    mi = gt.gaussian_mi(0.9, dim=10)
+    namespace = {"gt": gt, "mi_nats_bits": (mi, gt.nats_to_bits(mi)), "print": print}
     res = xs.check("00.2", namespace)
     assert res and repr(res) == "Exercise 00.2: correct."
-    assert set(namespace) == {"gt", "mi", "print"}                  # the solution's names did not leak
+    assert set(namespace) == {"gt", "mi_nats_bits", "print"}        # the solution's names did not leak
 
 
 @pytest.mark.parametrize("bad, match", [

@@ -41,6 +41,7 @@ class Exercise:
     hint: str = ""
     reveal: str | None = None
     wrong: tuple[str, ...] = ()             # answers the check must refuse (expressions), e.g. "0.0"
+    leaks: tuple[str, ...] = ()             # phrases of the answer the student edition must not show
     solution: str = ""                      # the solution cells' code, from the instructor notebook
 
 
@@ -64,7 +65,10 @@ def read_spec(path: Path = SPEC) -> dict[str, Exercise]:
         wrong = entry.get("wrong", [])
         if not isinstance(wrong, list) or not all(isinstance(w, str) and w.strip() for w in wrong):
             raise ValueError(f"{where}: wrong must be a list of Python expressions (answers the check refuses).")
-        entry = {**entry, "wrong": tuple(wrong)}
+        leaks = entry.get("leaks", [])
+        if not isinstance(leaks, list) or not all(isinstance(w, str) and w.strip() for w in leaks):
+            raise ValueError(f"{where}: leaks must be a list of phrases the student edition must not show.")
+        entry = {**entry, "wrong": tuple(wrong), "leaks": tuple(leaks)}
         tol = entry.get("tol", 0.0)
         if isinstance(tol, bool) or not isinstance(tol, int | float) or not tol >= 0:
             raise ValueError(f"{where}: tol must be a number >= 0, got {tol!r}.")
@@ -81,7 +85,7 @@ def exercises(path: Path = CHECKS) -> dict[str, Exercise]:
     """
     if not Path(path).exists():
         raise FileNotFoundError(f"{path} is missing: run `tcmax series sync-book` (or reinstall tcmax_lib).")
-    return {k: Exercise(**{**v, "wrong": tuple(v.get("wrong", ()))}) for k, v in
+    return {k: Exercise(**{**v, "wrong": tuple(v.get("wrong", ())), "leaks": tuple(v.get("leaks", ()))}) for k, v in
             json.loads(Path(path).read_text()).items()}
 
 

@@ -247,8 +247,10 @@ def grade_one(path: Path, out: Path, time_limit: float = TIME_LIMIT_S, fast: boo
             outcome, reason = r["outcome"], r["message"]
             if outcome != "correct" and error:
                 reason = f"{reason} ({error})"
-        extra = {f"wrong {i}": got.get(key, {}).get(f"wrong {i}", {}).get("outcome", "")
-                 for i in range(len((wrong or {}).get(key, [])))}
+        extra = {}
+        for i in range(len((wrong or {}).get(key, []))):           # the self-test: what a wrong answer is told
+            w = got.get(key, {}).get(f"wrong {i}", {})
+            extra[f"wrong {i}"], extra[f"wrong {i} message"] = w.get("outcome", ""), w.get("message", "")
         rows.append(dict(submission=name, chapter=chapter, exercise=key, outcome=outcome,
                          points=int(outcome == "correct"), reason=(reason or "") + note, **extra))
     return rows

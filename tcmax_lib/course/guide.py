@@ -78,7 +78,7 @@ PLANS = [
     Plan("Three-week unit (all chapters, 07 as the project)", [
         Session("The problem and the notation", {"00": [1, 2, 3, 4]}, ["00.1", "00.2", "00.3"]),
         Session("MI as a KL divergence; DV and MINE", {"01": [1, 2]}, ["01.2", "01.4"]),
-        Session("The estimator family and its failures", {"01": [3, 4, 5, 6, 7]}, ["01.1", "01.3", "01.5"]),
+        Session("The estimator family and its failures", {"01": [3, 4, 5, 6]}, ["01.1", "01.3", "01.5"]),
         Session("Total correlation and TCNE", {"02": [1, 2, 3, 4]}, ["02.1", "02.2", "02.3", "02.4"]),
         Session("Modality competition", {"03": [1, 2, 3]}, ["03.1", "03.2", "03.3"]),
         Session("TCMax: derivation and implementation", {"04": [1, 2, 3, 4, 5, 6]}, ["04.1", "04.2", "04.3"]),
@@ -108,14 +108,18 @@ def prerequisites(nb: Path) -> list[str]:
     return sorted(set(out))
 
 
-def reading_minutes(nb: Path) -> int:
-    """Minutes to read a notebook's Markdown and code (not outputs) at WORDS_PER_MINUTE (notebook 00)."""
+def reading_minutes(nb: Path, optional: bool = False) -> int:
+    """Minutes to read a notebook's Markdown and code (not outputs) at WORDS_PER_MINUTE (notebook 00).
+
+    Cells tagged `optional` (an appendix) are left out, or, with `optional=True`, are all that is counted.
+    """
     import nbformat
 
     book = nbformat.read(nb, as_version=4)
     words = sum(len(c.source.split()) for c in book.cells
-                if "colab-setup" not in c.metadata.get("tags", []) and not c.source.startswith("<!-- committed"))
-    return max(1, round(words / WORDS_PER_MINUTE))
+                if "colab-setup" not in c.metadata.get("tags", []) and not c.source.startswith("<!-- committed")
+                and ("optional" in c.metadata.get("tags", [])) == optional)
+    return round(words / WORDS_PER_MINUTE) if optional else max(1, round(words / WORDS_PER_MINUTE))
 
 
 def sections(nb: Path) -> dict[int, str]:

@@ -6,6 +6,8 @@ writes both parts and `tests/test_guide.py` checks that they are current.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..files import write_text
 from ..runtime import repo_root
 from .guide import (
@@ -35,6 +37,12 @@ WORKED_EXAMPLE = {           # "Adding an exercise", tested by tests/test_guide.
 }
 
 
+def _reading(nb: Path) -> str:
+    """'22 min', or '22 min (+8 min optional appendix)' for a notebook with cells tagged optional."""
+    extra = reading_minutes(nb, optional=True)
+    return f"{reading_minutes(nb)} min" + (f" (+{extra} min optional appendix)" if extra else "")
+
+
 def guide_markdown() -> str:
     """The instructor's guide page, from OUTCOMES, PLANS, the notebooks and results/ (notebook 00)."""
     paths, times = _nb_paths(), run_times()
@@ -56,7 +64,7 @@ def guide_markdown() -> str:
         pre = ", ".join(prerequisites(nb)) or "—"
         t = times[num]
         out.append(f"| {num} {title(nb)} | **derive** {d}; **implement** {i}; **measure** {m} "
-                   f"| {pre} | {reading_minutes(nb)} min | {t['fast']} | {t['full_cpu']} | {t['full_gpu']} |")
+                   f"| {pre} | {_reading(nb)} | {t['fast']} | {t['full_cpu']} | {t['full_gpu']} |")
     gpu_runs = [num for num, t in times.items() if t["full_gpu"] != "not measured"]
     out += ["", ("No GPU run is recorded in `results/` yet, so the GPU column says *not measured*; it fills in "
                  "when a FULL run on a GPU is committed." if not gpu_runs else
@@ -139,7 +147,7 @@ def teaching_block() -> str:
     """The README's generated teaching summary: per chapter reading and run times, the plans (notebook 00)."""
     paths, times = _nb_paths(), run_times()
     out = [TEACH_BEGIN, "", "| chapter | reading | FAST run | FULL run, CPU | FULL run, GPU |", "|---|---|---|---|---|"]
-    out += [f"| {n} · {title(p)} | {reading_minutes(p)} min | {times[n]['fast']} | {times[n]['full_cpu']} | "
+    out += [f"| {n} · {title(p)} | {_reading(p)} | {times[n]['fast']} | {times[n]['full_cpu']} | "
             f"{times[n]['full_gpu']} |" for n, p in paths.items()]
     out += [""] + [f"- **{p.name}**: {len(p.sessions)} sessions" + (", with a project" if p.project else "")
                    for p in PLANS]

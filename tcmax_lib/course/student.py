@@ -106,6 +106,16 @@ def _cell(kind: str, source: str, cid: str, tags: list[str], **meta):
     return cell
 
 
+INSTRUCTOR_ONLY = re.compile(r"<!-- instructor-only -->.*?<!-- /instructor-only -->", re.S)
+
+
+def without_answers(text: str, leaks: list[str]) -> str:
+    """Markdown without what states an exercise's answer: instructor-only spans, table rows naming a leak (nb 00)."""
+    text = INSTRUCTOR_ONLY.sub("", text)
+    lines = [ln for ln in text.split("\n") if not (ln.lstrip().startswith("|") and any(p in ln for p in leaks))]
+    return "\n".join(lines)
+
+
 def student_notebook(path: Path, checks: dict[str, xs.Exercise] | None = None):
     """The student edition of one instructor notebook (an nbformat notebook, not written) (notebook 00)."""
     import nbformat
@@ -131,10 +141,13 @@ def student_notebook(path: Path, checks: dict[str, xs.Exercise] | None = None):
                              f"done</summary>\n\n{ex.reveal}\n\n</details>", f"{cid}-self-check", ["self-check"],
                              tcmax_exercise=key))
         extra[i] = add
+    leaks = [p for k, ex in checks.items() if k.startswith(path.name[:2]) for p in ex.leaks]
     cells = []
     for i, cell in enumerate(book.cells):
         if "solution" in _tags(cell):
             continue
+        if cell.cell_type == "markdown":
+            cell.source = without_answers(cell.source, leaks)
         if cell.cell_type == "markdown" and INTRO in cell.source:
             cell.source = cell.source.replace(INTRO, STUDENT_INTRO)
         cells.append(cell)
