@@ -67,6 +67,24 @@ def test_printing_or_rebinding_the_check_forges_nothing(tmp_path):
     assert set(table.outcome) == {"not yet"} and table.points.sum() == 0, table
 
 
+def test_patched_builtins_and_an_answer_that_equals_everything_forge_nothing(tmp_path):
+    """Two tricks that forge a question of otter-grader 7.0 (`otter run`, measured 2026-12-07): a patched
+    builtins.abs, and an answer object whose == is always True."""
+    path = submission(tmp_path, right=False, before_answers="import builtins\nbuiltins.abs = lambda x: 0")
+    book = nbformat.read(path, as_version=4)
+    tricks = {"00.1": '_A = type("Always", (str,), {"__eq__": lambda s, o: True, "__hash__": str.__hash__})\n'
+                      'modes = {"0": _A("FAST"), "maybe": _A("FAST")}',
+              "00.2": 'class _N(float):\n    __sub__ = __rsub__ = lambda s, o: 0.0\nmi_nats_bits = (_N(1.0), _N(1.0))'}
+    for cell in book.cells:
+        key = cell.metadata.get("tcmax_exercise")
+        if key in tricks and "answer" in cell.metadata.get("tags", []):
+            cell.source = tricks[key]
+    nbformat.write(book, path)
+    table = grading.grade([path], tmp_path / "out")
+    got = dict(zip(table.exercise, table.outcome))
+    assert got == {"00.1": "not yet", "00.2": "not yet", "00.3": "not yet"}, table
+
+
 def test_the_chapter_comes_from_the_content_not_the_file_name(tmp_path):
     table = grading.grade([submission(tmp_path, name="04_tcmax.ipynb")], tmp_path / "out")
     assert set(table.chapter) == {"00"} and list(table.exercise) == KEYS

@@ -65,6 +65,8 @@ def _tcmax_fence(roots, extra):
                        "os.forkpty", "pty.spawn", "os.kill", "os.killpg"):
             raise PermissionError(f"grading: {event} is not allowed while a submission is graded")
     sys.addaudithook(hook)
+    import builtins, types                            # the builtins before any student cell, for the checks
+    sys.modules["tcmax_lib.course._grader_builtins"] = types.SimpleNamespace(names=dict(vars(builtins)))
 _tcmax_fence(__ROOTS__, __EXTRA__)
 del _tcmax_fence
 '''
@@ -74,6 +76,7 @@ def _tcmax_evaluate():
     spec = importlib.util.spec_from_file_location("tcmax_lib.course._grader_{tag}", {source!r})
     fresh = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = fresh                    # its own copy: the notebook's rebinding does not reach it
+    fresh.__builtins__ = sys.modules["tcmax_lib.course._grader_builtins"].names   # nor a patched builtins.abs
     spec.loader.exec_module(fresh)
     from tcmax_lib.course.student import perturb
     ns, rows = globals(), []
