@@ -244,8 +244,9 @@ def cnn_pair_model(num_classes: int = 10, head: str = "concat", width: int = 16,
         return make_model([SmallCNN(1, width, feat), SmallCNN(1, width, feat)], head, num_classes)
 
 
+@torch.no_grad()
 def encode(model: MultimodalClassifier, xs: Sequence[torch.Tensor], batch_size: int = 512) -> list[torch.Tensor]:
-    """Frozen features of every modality: M x [N, d_m] (notebook 03)."""
+    """Frozen features of every modality: M x [N, d_m], without autograd (nothing flows back) (notebook 03)."""
     model.eval()
     device = next(model.parameters()).device
     feats = [[] for _ in xs]

@@ -80,13 +80,17 @@ def _tcmax_evaluate():
     spec.loader.exec_module(fresh)
     from tcmax_lib.course.student import perturb
     ns, rows = globals(), []
+    try:                                              # the solution runs once; every answer is compared with it
+        want = fresh.expected_value(fresh.exercises()[{key!r}], ns)
+    except BaseException:
+        want = fresh._UNSET                           # then check() says why it cannot check
     for label, expr in [("answer", None)] + [(f"wrong {{i}}", w) for i, w in enumerate({wrong!r})]:
         scope = dict(ns)
         try:
             if expr is not None:                      # a wrong answer, tried on a copy (the self-test of the checks)
                 names = {{**fresh._standard_names(), **scope, "perturb": perturb, "tol": {tol!r}}}
                 scope[{name!r}] = eval(expr, names)
-            res = fresh.check({key!r}, scope)
+            res = fresh.check({key!r}, scope, want)
             rows.append({{"key": {key!r}, "as": label, "outcome": res.outcome, "message": res.message}})
         except BaseException as exc:
             rows.append({{"key": {key!r}, "as": label, "outcome": "cannot check",

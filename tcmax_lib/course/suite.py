@@ -5,7 +5,8 @@
     output_mismatches(nb, executed)      -> the stored outputs (cells tagged nbval-check-output) that changed
 
 One FAST execution per notebook serves every layer of `make test`: it is the student edition with every
-answer cell filled from the solutions, graded by `grading.grade_one` (every check must say *correct*, and
+answer cell filled from the solutions (its check cells left out: the grader's evaluation of each exercise
+gives the line `tl.check` would print), graded by `grading.grade_one` (every check must say *correct*, and
 in the same run each wrong answer of `student.wrong_answers` must say *not yet*); its metrics are the ones
 the notebook tests assert; its cells that the instructor edition shares (same cell ids) are compared with
 the committed outputs the way nbval compares them (each stream's text joined, the regular expressions of
@@ -51,7 +52,10 @@ def run_chapter(nb: Path, out: Path, data_dir: Path | None = None, time_limit: f
     keys = grading.chapter_exercises(nb.name[:2])
     path = Path(out) / "submissions" / nb.name
     path.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(student.fill_answers(student.student_notebook(nb)), path)
+    book = student.fill_answers(student.student_notebook(nb))
+    # the student's check cells would run each solution once more: the grader's evaluation prints the same line
+    book.cells = [c for c in book.cells if "check" not in c.metadata.get("tags", [])]
+    nbformat.write(book, path)
     if os.environ.get("TCMAX_EXECUTION_LOG"):
         with open(os.environ["TCMAX_EXECUTION_LOG"], "a") as log:
             log.write(nb.name + "\n")
