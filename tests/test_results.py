@@ -75,20 +75,29 @@ def test_04_optimizer_reading():
 
 
 def test_07_summary_tables_are_t_intervals_of_the_per_seed_values():
-    """README tables of 07: mean ± t_{n-1} s / sqrt(n) per method and data set; none from a pre-protocol record."""
+    """README tables of 07: mean ± t_{n-1} s / sqrt(n) per method and data set, the headline read as one family;
+    none from a pre-protocol record."""
     import math
     import statistics
 
     from scipy.stats import t
 
+    from tcmax_lib.course import summaries
+
     vals = [0.70, 0.74, 0.71, 0.77, 0.73]
-    rec = {"seeds": [0, 1, 2, 3, 4], "per_seed": {"joint": {"acc": vals, "js": vals, "entropy_ratio": vals}}}
-    tables = results._summary_07({"protocol": "SGD", "main": {"toy A": rec}})
-    assert len(tables) == 3 and all("5 " in k for k in tables)
+    up = [v + 0.05 for v in vals]
+    rec = {"seeds": [0, 1, 2, 3, 4], "per_seed": {"joint": {"acc": vals, "js": vals, "entropy_ratio": vals},
+                                                  "tcmax": {"acc": up, "js": up, "entropy_ratio": up}}}
+    tables = summaries._summary_07({"protocol": "SGD", "main": {"toy A": rec}})
+    ci = {k: v for k, v in tables.items() if "mean ± 95 % t-interval" in k}
+    assert len(ci) == 3 and all("5 " in k for k in ci)
     half = t.ppf(0.975, 4) * statistics.stdev(vals) / math.sqrt(5)         # the obvious formula
     expected = f"{statistics.mean(vals):.3f} ± {half:.3f}"
-    assert all(tab == {"joint": {"toy A": expected}} for tab in tables.values())
-    assert results._summary_07({"main": {"toy A": {"joint": {"acc": 0.7}}}, "main_std": {}}) == {}
+    assert all(tab["joint"] == {"toy A": expected} for tab in ci.values())
+    (head,) = [v for k, v in tables.items() if "TCMax minus each baseline" in k]
+    assert head == {"joint": {"toy A": "+0.050 ± 0.000 (above)"}}           # +0.05 on every seed
+    assert tables["summary_the headline"].startswith("Of 1 comparisons of TCMax with 1 baselines on 1 data sets")
+    assert summaries._summary_07({"main": {"toy A": {"joint": {"acc": 0.7}}}, "main_std": {}}) == {}
 
 
 def test_05_reading():
