@@ -28,7 +28,7 @@ def ci_table(records: dict, col: str, digits: int = 3) -> dict:
 
 
 def headline(records: dict, subject: str = "tcmax", col: str = "acc") -> tuple[dict, str]:
-    """({baseline: {data set: reading}}, sentence): `subject` minus every baseline on every data set, one family."""
+    """({baseline: {data set: reading}}, sentence): `subject` minus every baseline on every data set (nb 07)."""
     from .. import readings as rd
 
     pairs = {(d, b): (r["per_seed"][subject][col], r["per_seed"][b][col])
