@@ -314,6 +314,14 @@ NOTEBOOKS = series.notebooks()
 
 @pytest.mark.notebooks
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_cell_runs_without_an_error(nb):
+    """The grader runs on after a failing cell (a student's error must not cost the later exercises); the
+    series' own notebooks may have none."""
+    assert not chapter(nb).errors, f"{nb.name}: " + "; ".join(chapter(nb).errors)
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
 def test_every_check_passes_with_the_solutions_and_refuses_wrong_answers(nb):
     rows = chapter(nb).rows
     keys = [r["exercise"] for r in rows]

@@ -62,3 +62,13 @@ def test_a_notebook_run_twice_is_named(tmp_path):
     log = tmp_path / "executions.log"
     log.write_text("00_overview.ipynb\n01_x.ipynb\n00_overview.ipynb\n")
     assert suite.executed_twice(log) == ["00_overview.ipynb"]
+
+
+def test_a_cell_that_raised_is_named(tmp_path):
+    book = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("1 / 0")])
+    book.cells[1].outputs = [nbformat.v4.new_output("error", ename="ZeroDivisionError", evalue="division by zero",
+                                                    traceback=[])]
+    path = tmp_path / "run.ipynb"
+    nbformat.write(book, path)
+    assert suite.cell_errors(path) == [f"cell 1 ({book.cells[1].get('id')}): ZeroDivisionError: division by zero"]
+    assert suite.cell_errors(tmp_path / "missing.ipynb")[0].endswith("the run did not finish")

@@ -39,6 +39,7 @@ class ChapterRun:
     executed: Path
     metrics: dict
     seconds: float
+    errors: list[str]                  # every cell that raised: none may (the grader lets a run go on after one)
 
 
 def run_chapter(nb: Path, out: Path, data_dir: Path | None = None, time_limit: float = 3600.0) -> ChapterRun:
@@ -66,7 +67,21 @@ def run_chapter(nb: Path, out: Path, data_dir: Path | None = None, time_limit: f
     folder = Path(out) / "runs" / grading.scratch_name(path)
     metrics_file = folder / "metrics" / f"{nb.stem}.json"
     metrics = loads_json(metrics_file.read_text(), str(metrics_file)) if metrics_file.exists() else {}
-    return ChapterRun(nb, rows, folder / nb.name, metrics, seconds)
+    return ChapterRun(nb, rows, folder / nb.name, metrics, seconds, cell_errors(folder / nb.name))
+
+
+def cell_errors(executed: Path) -> list[str]:
+    """'cell k (id): ErrorName: message' for every cell of an executed notebook that raised (notebook 00)."""
+    import nbformat
+
+    if not Path(executed).exists():
+        return [f"{Path(executed).name} was not written: the run did not finish"]
+    out = []
+    for i, cell in enumerate(nbformat.read(executed, as_version=4).cells):
+        for o in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            if o.get("output_type") == "error":
+                out.append(f"cell {i} ({cell.get('id')}): {o.get('ename')}: {str(o.get('evalue'))[:200]}")
+    return out
 
 
 def instructor_view(nb: Path, executed: Path):
