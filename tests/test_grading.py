@@ -161,3 +161,15 @@ def test_the_output_paths_are_checked_before_anything_runs(tmp_path, capsys):
     rows = (tmp_path / "cli" / "grades.csv").read_text().splitlines()
     assert rows[0] == "submission,chapter,exercise,outcome,points,reason" and len(rows) == 1 + len(KEYS)
     assert json.loads(json.dumps(rows))                                 # plain text, one row per exercise
+
+
+def test_the_library_stays_in_one_process_under_the_grader(tmp_path, monkeypatch):
+    """The fence forbids fork, so CREMA-D decoding (notebook 06) must not start a process pool there."""
+    from tcmax_lib.data import cremad_cache
+
+    env = grading._environment(tmp_path, fast=True)
+    assert env["TCMAX_GRADING"] == "1"
+    monkeypatch.setenv("TCMAX_GRADING", "1")
+    assert cremad_cache.default_workers() == 1
+    monkeypatch.delenv("TCMAX_GRADING")
+    assert cremad_cache.default_workers() == min(__import__("os").cpu_count() or 1, 8)

@@ -110,7 +110,7 @@ def test_verdict_is_the_best_set_and_readings_against_the_reference():
 
 
 def test_choice_and_difference_frames_read_the_record():
-    rec = {"lr_grid": [0.01, 0.1, 1.0], "epochs": 10, "seeds": [0, 1, 2],
+    rec = {"lr_grid": [0.01, 0.1, 1.0], "epochs": 10, "seeds": [0, 1, 2], "selection_seed": 9,
            "lr": {"joint": 0.1, "tcmax": 1.0, "given": 0.1},
            "val_acc_by_lr": {"joint": {"0.01": 0.5, "0.1": 0.7, "1": 0.6},
                              "tcmax": {"0.01": 0.5, "0.1": 0.6, "1": 0.8}, "given": {}},
@@ -144,7 +144,9 @@ def test_choice_and_difference_frames_read_the_record():
     assert protocol.curve_shortfalls(rec) == old + [
         f"tcmax: validation accuracy still rising over the last 5 epochs (+0.0200 per epoch, Holm p = "
         f"{slopes['tcmax'].p_adjusted:.2g} over 3)"]
-    assert protocol.curve_shortfalls({**rec, "lr": {"joint": 0.1}, "val_curve": {"joint": curves["joint"]}}) == []
+    alone = {**rec, "lr": {"joint": 0.1}, "val_curve": {"joint": curves["joint"]},
+             "per_seed": {"joint": rec["per_seed"]["joint"]}, "val_acc_by_lr": {"joint": rec["val_acc_by_lr"]["joint"]}}
+    assert protocol.curve_shortfalls(alone) == []
 
 
 def test_add_seeds_appends_new_seeds_at_the_chosen_rates_and_seed_plan_sizes_them():

@@ -177,7 +177,8 @@ def _environment(folder: Path, fast: bool, data_dir: Path | None = None) -> dict
     env.update(HOME=str(home), TMPDIR=str(tmp), IPYTHONDIR=str(home / ".ipython"),
                MPLCONFIGDIR=str(home / ".matplotlib"), XDG_CACHE_HOME=str(home / ".cache"),
                TCMAX_DATA_DIR=str(data_dir or folder / "data"), TCMAX_METRICS_DIR=str(folder / "metrics"),
-               TCMAX_FIGURES_DIR=str(folder / "figures"), TCMAX_FAST="1" if fast else "0", TQDM_DISABLE="1")
+               TCMAX_FIGURES_DIR=str(folder / "figures"), TCMAX_FAST="1" if fast else "0", TQDM_DISABLE="1",
+               TCMAX_GRADING="1")                  # the library then works in one process: the fence forbids fork
     return env
 
 

@@ -233,12 +233,13 @@ def update_readme(notebooks: list[str], check: bool = False) -> bool:
         raise ValueError(f"README.md lacks the markers {BEGIN!r} ... {END!r} where the tables go.")
     head, rest = text.split(BEGIN, 1)
     old_block, tail = rest.split(END, 1)
+    block = readme_block(notebooks)                     # reads every results file first: a damaged one is named
     vanished = [nb for nb in notebooks if re.search(rf"^\| {re.escape(nb)} \|[^|]*\| [\d,]+ s \|", old_block, re.M)
                 and not (results_dir() / f"{nb}.json").exists()]
     if vanished:                                        # a FULL run the README shows, whose results file is gone
         raise FileNotFoundError(f"README.md shows FULL runs of {vanished}, but results/ has no file for them: restore "
                                 "them (git checkout -- results) or re-run them; not rewriting them as 'not run'.")
-    new = head + readme_block(notebooks) + tail
+    new = head + block + tail
     if check:
         return new == text
     write_text(path, new)

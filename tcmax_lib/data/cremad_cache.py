@@ -100,6 +100,11 @@ def _complete(root: Path, index: Path, clips: list[str], preset: CremadPreset) -
     return meta is not None and meta["clips"] == clips and meta["preset"] == asdict(preset) and _arrays_ok(root, meta)
 
 
+def default_workers() -> int:
+    """Decoding processes: one per core up to 8, or 1 under the grader, whose fence forbids fork (notebook 06)."""
+    return 1 if os.environ.get("TCMAX_GRADING") == "1" else min(os.cpu_count() or 1, 8)
+
+
 def _build(root: Path, clips: list[str], preset: CremadPreset, cache_dir: Path | None, workers: int | None,
            progress: bool) -> None:
     paths = download(clips, cache_dir, progress)
@@ -108,7 +113,7 @@ def _build(root: Path, clips: list[str], preset: CremadPreset, cache_dir: Path |
     ensure_free_space(root / "frames.npy", len(clips) * (preset.frames * 3 * s * s + 2 * h * w) + (1 << 20))
     frames = np.lib.format.open_memmap(root / "frames.npy.part", "w+", np.uint8, (len(clips), preset.frames, 3, s, s))
     specs = np.lib.format.open_memmap(root / "specs.npy.part", "w+", np.float16, (len(clips), 1, h, w))
-    workers = workers or min(os.cpu_count() or 1, 8)
+    workers = workers or default_workers()
     jobs = [(p, preset) for p in paths]
     with ProcessPoolExecutor(workers) if workers > 1 else _Serial() as pool:
         results = pool.map(_work, jobs, chunksize=4)
