@@ -36,6 +36,7 @@ from .records import (  # noqa: F401  (re-exported: notebooks read records as pr
     difference_frame,
     frame,
     seed_plan,
+    subject_frame,
     tail_epochs,
     tail_slopes,
     verdict,

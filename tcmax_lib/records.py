@@ -192,6 +192,21 @@ def difference_frame(record: Mapping, cols: Sequence[str], reference: str = "joi
     return pd.DataFrame(out)
 
 
+def subject_frame(record: Mapping, cols: Sequence[str], subject: str = "tcmax", alpha: float = 0.05,
+                  margin: float | None = None) -> pd.DataFrame:
+    """`subject` minus each other method, paired by seed, per column: 'mean ± half-width (verdict)' (notebook 05).
+
+    Each column is its own family (Holm over the comparisons of `subject` with every other method).
+    """
+    check_record(record)
+    ps = record["per_seed"]
+    if subject not in ps:
+        raise KeyError(f"subject_frame: {subject!r} is not a method of this record ({sorted(ps)}).")
+    out = {c: {f"{subject} - {m}": r.short() for m, r in read_family(
+        {m: (ps[subject][c], ps[m][c]) for m in ps if m != subject}, margin, alpha).items()} for c in cols}
+    return pd.DataFrame(out)
+
+
 def seed_plan(record: Mapping, subject: str, family: Sequence[str], col: str = "acc", target: float = 0.02,
               alpha: float = 0.05, power: float = 0.8) -> pd.DataFrame:
     """How many paired seeds each comparison `subject - b` of `family` needs to find `target` (notebook 07).

@@ -150,7 +150,11 @@ def detectable_difference(sd: float, n: int, alpha: float = 0.05, power: float =
     sd, alpha, power = _power_args(sd, alpha, power)
     if int(n) != n or n < 2:
         raise ValueError(f"n={n}: a paired t-test needs at least 2 seeds.")
-    return float(TTestPower().solve_power(effect_size=None, nobs=int(n), alpha=alpha, power=power)) * sd
+    effect = float(TTestPower().solve_power(effect_size=None, nobs=int(n), alpha=alpha, power=power))
+    if not (math.isfinite(effect) and abs(TTestPower().power(effect, int(n), alpha) - power) < 1e-3):
+        raise ValueError(f"detectable_difference: statsmodels' solver did not converge for n={n}, alpha={alpha:g}, "
+                         f"power={power:g} (with so few seeds no difference may reach that power); use more seeds.")
+    return effect * sd
 
 
 def seeds_needed(sd: float, difference: float, alpha: float = 0.05, power: float = 0.8) -> int:
@@ -160,5 +164,19 @@ def seeds_needed(sd: float, difference: float, alpha: float = 0.05, power: float
     sd, alpha, power = _power_args(sd, alpha, power)
     if not difference > 0:
         raise ValueError(f"difference={difference}: the difference to detect is a positive number.")
-    n = TTestPower().solve_power(effect_size=difference / sd, nobs=None, alpha=alpha, power=power)
-    return max(2, math.ceil(float(n)))
+    test, effect = TTestPower(), difference / sd
+
+    def enough(n: int) -> bool:
+        return float(test.power(effect, n, alpha)) >= power
+
+    hi = 2                                              # the power grows with n: double, then bisect
+    while not enough(hi):
+        hi *= 2
+        if hi > 10**7:
+            raise ValueError(f"seeds_needed: more than 10^7 seeds to find {difference:g} at sd {sd:g}; the "
+                             "difference is tiny next to the spread.")
+    lo = hi // 2                                        # not enough (or 1), unless hi == 2
+    while hi - lo > 1 and hi > 2:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if enough(mid) else (mid, hi)
+    return hi

@@ -127,6 +127,13 @@ def test_choice_and_difference_frames_read_the_record():
     assert diff.loc["tcmax", "acc"] == f"{d.mean:+.3f} ± {d.half_width:.3f} (above)" and d.side == "> 0"
     assert diff.loc["given", "acc"].endswith("(not resolved)") and set(diff.index) == {"tcmax", "given"}
     assert stats.Interval(-0.2, -0.3, -0.1, 3).side == "< 0"
+    sub = protocol.subject_frame(rec, ["acc"], "tcmax")          # TCMax minus each other method: one family of 2
+    fam = readings.read_family({m: (rec["per_seed"]["tcmax"]["acc"], rec["per_seed"][m]["acc"])
+                                for m in ("joint", "given")})
+    assert list(sub.index) == ["tcmax - joint", "tcmax - given"] and fam["joint"].family == 2
+    assert sub.loc["tcmax - joint", "acc"] == fam["joint"].short() and fam["joint"].diff.mean == pytest.approx(0.16 / 3)
+    with pytest.raises(KeyError, match="'mla' is not a method"):
+        protocol.subject_frame(rec, ["acc"], "mla")
     # the learning-curve and grid rules, in words: TCMax chose the top rate and peaked at its last epoch;
     # joint meets both rules; a given rate (no grid searched) is not judged
     old = ["tcmax: rate 1 at the top of the grid", "tcmax: the selection run was best at its last epoch (10 of 10)"]
