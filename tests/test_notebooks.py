@@ -243,6 +243,16 @@ def check_07(m):
     for n in ("16", "64", "256", "1024"):
         assert abs(b["z = (measured - delta) / s.e."][n]) < 4, n
         assert b["sd (measured)"][n] == pytest.approx(b["sd (delta method)"][n], rel=0.1), n
+    # ... and at N = 256 the delta method is 2.1 s.e. off (one of five N beyond 2 s.e.: about what chance gives,
+    # P = 1 - 0.954^5 = 0.21); the cell is the same in FAST and FULL (a fixed batch, seeded draws)
+    assert b["z = (measured - delta) / s.e."]["256"] == pytest.approx(-2.14, abs=0.01)
+    # the gradient, what training sees: the mean of 500 sampled gradients is resolved from the exact one only at
+    # N = 4 (2.3 s.e.); at N >= 16 it is within 1.5 s.e. (the norm of a pure-noise mean is about 1 s.e.), while
+    # one draw strays 8-19 times as far as the mean's error at every N: the noise, not the bias, is what differs
+    gr = m["sampled_grad"]
+    bias, se, noise = (gr[k] for k in ("bias of the mean gradient", "its s.e. (500 draws)", "noise of one draw"))
+    assert bias["4"] > 2 * se["4"] and all(bias[n] < 1.5 * se[n] for n in ("16", "64", "256", "1024"))
+    assert all(noise[n] > 8 * bias[n] for n in bias)
     methods = {"joint", "unimodal", "ogm_ge", "agm", "mla", "mmpareto", "pmr", "tcmax"}
     main = m["main"]
     assert set(main) == {"toy A", "toy B", "AV digits (hard)"} and "SGD" in m["protocol"]
@@ -301,9 +311,6 @@ def check_07(m):
     for k in ["tcmax", *p["family"]]:
         assert p["per_seed"][k]["acc"][:len(av["seeds"])] == av["per_seed"][k]["acc"], k
         assert all(len(v) == len(p["seeds"]) for v in p["per_seed"][k].values()), k
-    # the sampled loss's gradient: one draw's noise dwarfs the bias of the mean gradient at every N
-    g = m["sampled_grad"]
-    assert all(g["noise of one draw"][n] > 3 * g["bias of the mean gradient"][n] for n in g["noise of one draw"])
 
 
 CHECKS = {"00": check_00, "01": check_01, "02": check_02, "03": check_03,
