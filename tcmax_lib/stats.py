@@ -150,11 +150,22 @@ def detectable_difference(sd: float, n: int, alpha: float = 0.05, power: float =
     sd, alpha, power = _power_args(sd, alpha, power)
     if int(n) != n or n < 2:
         raise ValueError(f"n={n}: a paired t-test needs at least 2 seeds.")
-    effect = float(TTestPower().solve_power(effect_size=None, nobs=int(n), alpha=alpha, power=power))
-    if not (math.isfinite(effect) and abs(TTestPower().power(effect, int(n), alpha) - power) < 1e-3):
-        raise ValueError(f"detectable_difference: statsmodels' solver did not converge for n={n}, alpha={alpha:g}, "
-                         f"power={power:g} (with so few seeds no difference may reach that power); use more seeds.")
-    return effect * sd
+    from scipy.optimize import brentq
+
+    def gap(effect: float) -> float:                   # statsmodels' power curve, increasing in the effect size
+        for e in (effect, effect * (1 + 1e-7), effect * (1 - 1e-7)):   # its noncentral t is NaN at a few points
+            value = float(TTestPower().power(e, int(n), alpha))
+            if math.isfinite(value):
+                return value - power
+        raise ValueError(f"detectable_difference: statsmodels' power is NaN near effect size {effect:g} (n={n}).")
+
+    hi = 1.0                                           # bracket the root: statsmodels' own solver fails at n = 2
+    while gap(hi) < 0:
+        hi *= 4
+        if hi > 1e9:
+            raise ValueError(f"detectable_difference: no effect below 1e9 sd reaches power {power:g} with n={n} at "
+                             f"alpha={alpha:g}; use more seeds.")
+    return float(brentq(gap, 0.0, hi, xtol=1e-10, rtol=1e-10)) * sd
 
 
 def seeds_needed(sd: float, difference: float, alpha: float = 0.05, power: float = 0.8) -> int:
