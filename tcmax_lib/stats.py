@@ -4,8 +4,9 @@
     paired_difference(a, b)              -> Interval: mean of a_s - b_s over paired seeds, t-interval and p-value
     holm(pvalues)                        -> Holm-adjusted p-values of a family (statsmodels `multipletests`)
     tost_paired(a, b, margin)            -> p-value of "|mean(a - b)| < margin" (statsmodels `ttost_paired`)
-    detectable_difference(sd, n, alpha)  -> the paired difference a test finds with 80 % power (`TTestPower`)
-    seeds_needed(sd, difference, alpha)  -> the number of paired seeds for that power (`TTestPower`)
+    paired_power(effect, n, alpha)       -> the power of the paired t-test (scipy's noncentral t, as `TTestPower`)
+    detectable_difference(sd, n, alpha)  -> the paired difference a test finds with 80 % power
+    seeds_needed(sd, difference, alpha)  -> the number of paired seeds for that power
 
 Seeds are paired across methods (the same data, batch order and initialisation where the architectures
 allow), so differences are taken seed by seed: the seed-to-seed variation that every method shares cancels.
@@ -138,26 +139,35 @@ def _power_args(sd: float, alpha: float, power: float) -> tuple[float, float, fl
     return float(sd), _level(alpha, "alpha"), _level(power, "power")
 
 
+def paired_power(effect: float, n: int, alpha: float = 0.05) -> float:
+    """Power of the two-sided paired t-test on n differences for a true effect (in units of their sd) (nb 07).
+
+    The noncentral t of scipy, as statsmodels' `TTestPower.power` computes it, except that the far tail on the
+    wrong side, which scipy 1.17 returns as NaN once it underflows (below 1e-15), counts as 0.
+    """
+    from scipy import stats as st
+
+    df, nc = int(n) - 1, math.sqrt(int(n)) * float(effect)
+    crit = float(st.t.ppf(1 - alpha / 2, df))
+    wrong_side = float(st.nct.cdf(-crit, df, nc))
+    return float(st.nct.sf(crit, df, nc)) + (wrong_side if math.isfinite(wrong_side) else 0.0)
+
+
 def detectable_difference(sd: float, n: int, alpha: float = 0.05, power: float = 0.8) -> float:
     """The smallest true paired difference a two-sided paired t-test at `alpha` finds with `power` (nb 07).
 
-    statsmodels `TTestPower` (the one-sample t-test on the n differences, noncentral t); the effect size it
-    solves for is in units of sd, so the difference is effect_size * sd. With n = 5, alpha = 0.05 and power
-    0.8 it is about 1.7 sd.
+    The root of `paired_power` (the one-sample t-test on the n differences, noncentral t; scipy's brentq, since
+    statsmodels' own solver fails at n = 2); the effect size is in units of sd, so the difference is
+    effect_size * sd. With n = 5, alpha = 0.05 and power 0.8 it is about 1.7 sd.
     """
-    from statsmodels.stats.power import TTestPower
-
     sd, alpha, power = _power_args(sd, alpha, power)
     if int(n) != n or n < 2:
         raise ValueError(f"n={n}: a paired t-test needs at least 2 seeds.")
     from scipy.optimize import brentq
 
-    def gap(effect: float) -> float:                   # statsmodels' power curve, increasing in the effect size
-        for e in (effect, effect * (1 + 1e-7), effect * (1 - 1e-7)):   # its noncentral t is NaN at a few points
-            value = float(TTestPower().power(e, int(n), alpha))
-            if math.isfinite(value):
-                return value - power
-        raise ValueError(f"detectable_difference: statsmodels' power is NaN near effect size {effect:g} (n={n}).")
+
+    def gap(effect: float) -> float:                   # the power curve, increasing in the effect size
+        return paired_power(effect, n, alpha) - power
 
     hi = 1.0                                           # bracket the root: statsmodels' own solver fails at n = 2
     while gap(hi) < 0:
@@ -170,15 +180,13 @@ def detectable_difference(sd: float, n: int, alpha: float = 0.05, power: float =
 
 def seeds_needed(sd: float, difference: float, alpha: float = 0.05, power: float = 0.8) -> int:
     """The number of paired seeds for which a paired t-test at `alpha` finds `difference` with `power` (nb 07)."""
-    from statsmodels.stats.power import TTestPower
-
     sd, alpha, power = _power_args(sd, alpha, power)
     if not difference > 0:
         raise ValueError(f"difference={difference}: the difference to detect is a positive number.")
-    test, effect = TTestPower(), difference / sd
+    effect = difference / sd
 
     def enough(n: int) -> bool:
-        return float(test.power(effect, n, alpha)) >= power
+        return paired_power(effect, n, alpha) >= power
 
     hi = 2                                              # the power grows with n: double, then bisect
     while not enough(hi):

@@ -80,6 +80,9 @@ def test_power_functions_are_statsmodels_ttestpower_and_agree_with_simulation():
     n = stats.seeds_needed(0.0295, 0.02, alpha=0.05 / 4)
     assert TTestPower().power(0.02 / 0.0295, n, 0.05 / 4) >= 0.8 > TTestPower().power(0.02 / 0.0295, n - 1, 0.05 / 4)
     # a difference much larger than the spread: 2 seeds already suffice (statsmodels has no root below 2)
+    for e, n, a in [(0.3, 5, 0.05), (1.0, 5, 0.0125), (1.5, 12, 0.0125), (10.0, 2, 0.0125), (0.05, 400, 0.05)]:
+        assert stats.paired_power(e, n, a) == pytest.approx(TTestPower().power(e, n, a), abs=1e-12)
+    assert stats.paired_power(4.0, 5, 0.0125) == pytest.approx(0.99469, abs=1e-5)   # statsmodels: NaN here
     few = stats.seeds_needed(0.001, 0.02, alpha=0.05 / 4)
     assert TTestPower().power(20, few, 0.05 / 4) >= 0.8 > TTestPower().power(20, few - 1, 0.05 / 4) and few == 3
     big = stats.detectable_difference(0.001, 2, alpha=0.05 / 4)       # 2 seeds at alpha/4: a huge but finite MDD
