@@ -42,7 +42,8 @@ OUTCOMES = {
     "06": ("why published CREMA-D numbers differ by about ten points", "the CREMA-D pipeline and its cache",
            "the comparison on a GPU (a command; not run for this series yet)"),
     "07": ("the sampled-negative bias Var(w)/(2N mu^2)", "AGM, MLA, MMPareto, PMR and sampled negatives",
-           "the paper's tables under one protocol, with a tie rule; each claim's verdict"),
+           "the paper's tables under one protocol, read with Holm, TOST and best sets; **size** a comparison "
+           "(the seeds a 2-point difference needs); each claim's verdict"),
 }
 
 
