@@ -16,7 +16,8 @@ EQUALITY = re.compile(r"\b(level with|as good as|about as good|on par|indistingu
                       r"match(?:es|ed|ing)?|no different)\b", re.I)
 # design terms that are not claims: Fig. 4's matched level (the accuracy at which gaps are compared) and the
 # learning-rate selection's rule for exact ties of validation accuracy
-NOT_CLAIMS = re.compile(r"matched (?:validation accuracy|level|epochs?|comparison)|matched-accuracy|matched_epoch|at matched|ties (?:go )?to the smaller rate|"
+NOT_CLAIMS = re.compile(r"matched (?:validation accuracy|level|epochs?|comparison)|matched-accuracy|matched_epoch|"
+                        r"at matched|ties (?:go )?to the smaller rate|"
                         r"match(?:es|ed)? (?:the|its|their) (?:shape|names?|regex|pattern|stored|committed|file)", re.I)
 MARGIN = re.compile(r"within ±|equivalent within|equivalence margin|TOST", re.I)
 
