@@ -5,8 +5,7 @@
     compare(methods, splits, make_model, head, config, protocol) -> Comparison (per-seed rows, the choices)
     Comparison.record(cols)                         -> the dict stored in results/: every per-seed value
     add_seeds(record, methods, seeds, ...)          -> the same methods at their chosen rates on more seeds
-    frame, verdict, choice_frame, difference_frame, curve_shortfalls: the readers of a stored record, defined
-                                                    in `records` and importable from here
+    frame, verdict, choice_frame, difference_frame, ...  the readers of a stored record (`records`), also here
 
 The rules (the series' evidence protocol): one optimiser for every method; a learning-rate grid of at
 least 3 values spanning at least 10x, the rate of each method chosen by the best validation accuracy on

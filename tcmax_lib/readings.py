@@ -1,8 +1,7 @@
 """One vocabulary for every comparison the series reads (notebook 07).
 
-    read_family(pairs, margin)     -> {name: Reading}: a paired t-test per comparison, Holm over the family,
-                                      and (with a margin) a TOST for equivalence
-    best_set(per_seed)             -> the methods that no other method is resolved above (Holm over every pair)
+    read_family(pairs, margin)      -> {name: Reading}: paired t-tests, Holm over the family, TOST with a margin
+    best_set(per_seed)              -> the methods that no other method is resolved above (Holm over every pair)
     tally(readings) / headline(...) -> counts per verdict, and the sentence those counts support
 
 Every comparison is read as exactly one of four verdicts:

@@ -159,6 +159,7 @@ def curve_shortfalls(record: Mapping) -> list[str]:
     - the selection run's best validation epoch is not its last (more epochs might do better);
     - the tail: over the reported seeds, validation accuracy is not still rising over the last epochs
       (`tail_slopes`), the check that still bites under StepLR.
+
     Rates given to `compare` (no grid searched) are not judged on the grid.
     """
     check_record(record)
