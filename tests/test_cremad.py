@@ -102,6 +102,18 @@ def test_cache_roundtrip_and_rebuild(tmp_path, capsys):
     assert torch.equal(cc.load_cache(root2)["frames"], cache["frames"])
 
 
+def test_decoding_in_one_process_leaves_the_callers_threads_alone(tmp_path):
+    # the grader and small machines decode in the caller's process: it must keep training on every core after
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        cc.build_cache(cd.subset("offline")[:2], cd.with_size(cd.PRESETS["ogm"], 32), tmp_path, workers=1,
+                       progress=False)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_cache_key_includes_the_clips_and_bad_index_is_rebuilt(tmp_path, capsys):
     preset = cd.with_size(cd.PRESETS["ogm"], 32)
     clips = cd.subset("offline")

@@ -47,9 +47,12 @@ class _Serial:
         return map(fn, jobs)
 
 
+def _one_thread() -> None:
+    torch.set_num_threads(1)                   # each decoding process takes one core; never the caller's threads
+
+
 def _work(args):
     path, preset = args
-    torch.set_num_threads(1)
     return preprocess_clip(path, preset)
 
 
@@ -115,7 +118,7 @@ def _build(root: Path, clips: list[str], preset: CremadPreset, cache_dir: Path |
     specs = np.lib.format.open_memmap(root / "specs.npy.part", "w+", np.float16, (len(clips), 1, h, w))
     workers = workers or default_workers()
     jobs = [(p, preset) for p in paths]
-    with ProcessPoolExecutor(workers) if workers > 1 else _Serial() as pool:
+    with ProcessPoolExecutor(workers, initializer=_one_thread) if workers > 1 else _Serial() as pool:
         results = pool.map(_work, jobs, chunksize=4)
         for i, (f, sp) in enumerate(tqdm(results, total=len(jobs), desc="decoding", disable=progress_off(progress))):
             if sp.shape != specs.shape[1:]:
