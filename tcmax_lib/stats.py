@@ -2,7 +2,7 @@
 
     mean_ci(values)                      -> Interval: the mean over seeds with its Student-t interval
     paired_difference(a, b)              -> Interval: mean of a_s - b_s over paired seeds, t-interval and p-value
-    holm(pvalues)                        -> Holm-adjusted p-values of a family (statsmodels `multipletests`)
+    holm(pvalues)                        -> Holm-adjusted p-values of a family (equal to statsmodels `multipletests`)
     tost_paired(a, b, margin)            -> p-value of "|mean(a - b)| < margin" (statsmodels `ttost_paired`)
     paired_power(effect, n, alpha)       -> the power of the paired t-test (scipy's noncentral t, as `TTestPower`)
     detectable_difference(sd, n, alpha)  -> the paired difference a test finds with 80 % power
@@ -101,17 +101,21 @@ def paired_difference(a: Sequence[float], b: Sequence[float], level: float = 0.9
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:
-    """Holm's step-down adjustment of a family of p-values (statsmodels `multipletests`, method 'holm') (nb 07).
+    """Holm's step-down adjustment of a family of p-values: max over j <= i of (m - j) p_(j), capped at 1 (nb 07).
 
     Rejecting every adjusted p-value below alpha keeps the chance of any false "resolved" in the family at
-    most alpha, whatever the number of true differences.
+    most alpha, whatever the number of true differences. The values equal statsmodels' `multipletests(p,
+    method="holm")` (tested on random families); it is not called here because it runs a full garbage
+    collection on every call, which costs about 0.07 s in a bare process and 0.4 s inside the test suite.
     """
-    from statsmodels.stats.multitest import multipletests
-
     p = np.asarray(pvalues, dtype=np.float64)
     if p.ndim != 1 or p.size == 0 or not np.all((p >= 0) & (p <= 1)):
         raise ValueError(f"holm: give a flat, non-empty list of p-values in [0, 1]; got {p.tolist()}.")
-    return [float(x) for x in multipletests(p, method="holm")[1]]
+    order = np.argsort(p, kind="stable")
+    steps = np.maximum.accumulate((p.size - np.arange(p.size)) * p[order])   # (m - j) p_(j), running max
+    out = np.empty_like(p)
+    out[order] = np.minimum(steps, 1.0)
+    return [float(x) for x in out]
 
 
 def tost_paired(a: Sequence[float], b: Sequence[float], margin: float) -> float:
