@@ -127,7 +127,8 @@ def test_a_dead_kernel_an_endless_loop_and_a_truncated_file_are_rows_and_the_bat
     cut.parent.mkdir()
     whole = submission(tmp_path / "whole")
     cut.write_text(whole.read_text()[: len(whole.read_text()) // 2])
-    table = grading.grade([dies, loops, cut, whole], tmp_path / "out", time_limit=60)
+    # chapter 00 runs in about 5 s under the grader; the endless loop waits out the whole limit
+    table = grading.grade([dies, loops, cut, whole], tmp_path / "out", time_limit=25)
     by = {s: g for s, g in table.groupby("submission", sort=False)}
     assert set(by[str(dies)].outcome) == {"correct"}                  # it died after its answers were graded
     assert set(by[str(loops)].outcome) == {"not run"} and by[str(loops)].reason.str.contains("time limit").all()
