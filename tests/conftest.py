@@ -1,7 +1,11 @@
 """Test defaults, set before any notebook kernel starts (kernels inherit the environment)."""
 
+import json
 import os
 import time
+from pathlib import Path
+
+import pytest
 
 os.environ.setdefault("TCMAX_FAST", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
@@ -18,6 +22,60 @@ os.environ["TCMAX_EXECUTION_LOG"] = _LOG
 
 
 _START = time.time()
+ROOT = Path(__file__).resolve().parent.parent
+LANE = pytest.StashKey()                                    # the session's suite.Lane
+
+
+def _fast_seconds() -> dict[str, float]:
+    """Each notebook's committed FAST time (results/fast_timings.json), to queue the longest first."""
+    try:
+        return json.loads((ROOT / "results" / "fast_timings.json").read_text())["notebooks"]
+    except (OSError, ValueError, KeyError):
+        return {}
+
+
+@pytest.hookimpl(trylast=True)                             # after -m and -k have deselected
+def pytest_collection_modifyitems(session, config, items):
+    """Tests that read the chapters' executions go last; the executions start now in a second lane.
+
+    On 2 cores the notebooks run in a background thread (`suite.Lane`, each kernel on one thread) while
+    this process runs the unit tests on the other core; when the chapter tests come, this thread takes
+    the chapters the lane has not begun. Each chapter still runs once.
+    """
+    from tcmax_lib.course import series, suite
+    from tcmax_lib.data.download import data_dir
+
+    uses = [it for it in items if "chapters" in it.fixturenames]
+    if not uses:
+        return
+    items[:] = [it for it in items if it not in uses] + uses
+    wanted = set(series.notebooks()) if any("site" in it.fixturenames for it in uses) else {
+        it.callspec.params["nb"] for it in uses if hasattr(it, "callspec") and "nb" in it.callspec.params}
+    fast = _fast_seconds()
+    import torch
+
+    torch.set_num_threads(1)                                # this lane: the unit tests, on one core
+    os.environ["OMP_NUM_THREADS"] = "1"                     # and the processes they start
+    lane = suite.Lane(ROOT / "build" / "suite", data_dir=data_dir(), threads=1,
+                      after=lambda nb, run: suite.write_instructor_view(nb, run.executed, ROOT / "build" / "executed"))
+    lane.start(sorted(wanted, key=lambda nb: -fast.get(nb.name, 0.0)))
+    config.stash[LANE] = lane
+
+
+
+@pytest.fixture(scope="session")
+def chapters(request):
+    """The suite's chapter executions (`suite.Lane`): `chapters.get(nb)` is notebook nb's one FAST run."""
+    return request.config.stash[LANE]
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Which thread ran each chapter, and for how long (the two lanes' balance)."""
+    lane = terminalreporter.config.stash.get(LANE, None)
+    if lane is not None and lane.log:
+        terminalreporter.section("chapters executed (suite.Lane)")
+        for name, thread, seconds in lane.log:
+            terminalreporter.write_line(f"{seconds:7.1f} s  {name}  ({thread})")
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -25,6 +83,9 @@ def pytest_sessionfinish(session, exitstatus):
     from tcmax_lib.course import timings
     from tcmax_lib.course.suite import executed_twice
 
+    lane = session.config.stash.get(LANE, None)
+    if lane is not None:
+        lane.close()
     twice = executed_twice(_LOG)
     if twice:
         print(f"\nnotebooks executed more than once in this session: {twice} (each should run once)")

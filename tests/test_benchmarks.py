@@ -17,7 +17,7 @@ MIRROR = os.environ.get("TCMAX_DATA_MIRROR")
 
 def _run(*args: str, timeout: int = 300) -> str:
     res = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-                         env={**os.environ, "OMP_NUM_THREADS": "2"})
+                         env={**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")})
     assert res.returncode == 0, res.stderr[-3000:]
     return res.stdout
 

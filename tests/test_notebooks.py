@@ -15,19 +15,8 @@ from pathlib import Path
 import pytest
 
 from tcmax_lib.course import series, student, suite
-from tcmax_lib.data.download import data_dir
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "build" / "suite"
-RUNS: dict[str, suite.ChapterRun] = {}
-
-
-def chapter(nb: Path) -> suite.ChapterRun:
-    """The one FAST execution of `nb` in this session (made on first use)."""
-    if nb.stem not in RUNS:
-        RUNS[nb.stem] = suite.run_chapter(nb, OUT, data_dir=data_dir())
-        suite.write_instructor_view(nb, RUNS[nb.stem].executed, ROOT / "build" / "executed")
-    return RUNS[nb.stem]
 
 
 def check_00(m):
@@ -321,16 +310,16 @@ NOTEBOOKS = series.notebooks()
 
 @pytest.mark.notebooks
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
-def test_every_cell_runs_without_an_error(nb):
+def test_every_cell_runs_without_an_error(nb, chapters):
     """The grader runs on after a failing cell (a student's error must not cost the later exercises); the
     series' own notebooks may have none."""
-    assert not chapter(nb).errors, f"{nb.name}: " + "; ".join(chapter(nb).errors)
+    assert not chapters.get(nb).errors, f"{nb.name}: " + "; ".join(chapters.get(nb).errors)
 
 
 @pytest.mark.notebooks
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
-def test_every_check_passes_with_the_solutions_and_refuses_wrong_answers(nb):
-    rows = chapter(nb).rows
+def test_every_check_passes_with_the_solutions_and_refuses_wrong_answers(nb, chapters):
+    rows = chapters.get(nb).rows
     keys = [r["exercise"] for r in rows]
     assert [(r["exercise"], r["outcome"]) for r in rows] == [(k, "correct") for k in keys], \
         f"{nb.name}: {[r for r in rows if r['outcome'] != 'correct']}"
@@ -346,13 +335,13 @@ def test_every_check_passes_with_the_solutions_and_refuses_wrong_answers(nb):
 
 @pytest.mark.notebooks
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
-def test_recorded_metrics(nb):
-    metrics = chapter(nb).metrics
+def test_recorded_metrics(nb, chapters):
+    metrics = chapters.get(nb).metrics
     assert metrics.get("_fast") is True, f"{nb.name}: recorded no FAST metrics"
     CHECKS[nb.stem[:2]](metrics)
 
 
 @pytest.mark.notebooks
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
-def test_stored_outputs_are_what_the_cells_print(nb):
-    assert not suite.output_mismatches(nb, chapter(nb).executed, ROOT / "tests" / "nbval_sanitize.cfg")
+def test_stored_outputs_are_what_the_cells_print(nb, chapters):
+    assert not suite.output_mismatches(nb, chapters.get(nb).executed, ROOT / "tests" / "nbval_sanitize.cfg")

@@ -2,8 +2,8 @@
 
 Uses Debian's `chromium` and `chromium-driver` (no browser download at run time). Without them the
 tests skip and say how to install them; CI sets TCMAX_REQUIRE_BROWSER=1, which turns the skip into a
-failure. The site is built from build/executed/ (the papermill layer writes it earlier in the same
-pytest run; missing notebooks are executed FAST here). One screenshot per page goes to build/site-check/.
+failure. The site is built from build/executed/, which the suite's one FAST run of each chapter writes
+(`tests/conftest.py`, `suite.Lane`). One screenshot per page goes to build/site-check/.
 """
 
 from __future__ import annotations
@@ -30,18 +30,16 @@ pytestmark = pytest.mark.notebooks
 
 
 @pytest.fixture(scope="module")
-def site() -> Path:
+def site(chapters) -> Path:
     if not (CHROMIUM and DRIVER):
         msg = ("no headless browser: install Debian's `chromium` and `chromium-driver` "
                "(`apt-get install chromium chromium-driver`) to run the site tests")
         if os.environ.get("TCMAX_REQUIRE_BROWSER") == "1":
             pytest.fail(msg + " (TCMAX_REQUIRE_BROWSER=1: CI requires them)")
         pytest.skip(msg)
-    executed = ROOT / "build" / "executed"
-    for nb in series.notebooks():
-        if not (executed / nb.name).exists():
-            series.execute(nb, executed, fast=True, timeout=900)
-    return book.build_site(executed, SITE)
+    for nb in series.notebooks():                        # the suite's one run of each writes build/executed/
+        chapters.get(nb)
+    return book.build_site(ROOT / "build" / "executed", SITE)
 
 
 @pytest.fixture(scope="module")

@@ -33,6 +33,7 @@ import os
 import re
 import secrets
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -168,9 +169,10 @@ def prepare(nb, chapter: str, folder: Path, result: Path, wrong: dict[str, list]
     return out, found
 
 
-def _environment(folder: Path, fast: bool, data_dir: Path | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TCMAX_METRICS", "TCMAX_FIGURES",
-                                                                    "TCMAX_RESULTS"))}
+def _environment(folder: Path, fast: bool, data_dir: Path | None = None,
+                 base: Mapping[str, str] | None = None) -> dict[str, str]:
+    own = ("TCMAX_METRICS", "TCMAX_FIGURES", "TCMAX_RESULTS")
+    env = {k: v for k, v in (os.environ if base is None else base).items() if not k.startswith(own)}
     home, tmp = folder / "home", folder / "tmp"
     for d in (home, tmp, folder / "data", folder / "metrics", folder / "figures"):
         d.mkdir(parents=True, exist_ok=True)
@@ -182,8 +184,12 @@ def _environment(folder: Path, fast: bool, data_dir: Path | None = None) -> dict
     return env
 
 
-def execute(nb, folder: Path, deadline: float, fast: bool = True, data_dir: Path | None = None) -> tuple[Any, str]:
-    """Run a prepared notebook in `folder` until done or `deadline` (time.monotonic()); (notebook, problem) (nb 00)."""
+def execute(nb, folder: Path, deadline: float, fast: bool = True, data_dir: Path | None = None,
+            env: Mapping[str, str] | None = None) -> tuple[Any, str]:
+    """Run a prepared notebook in `folder` until done or `deadline` (time.monotonic()); (notebook, problem) (nb 00).
+
+    The kernel's environment is `env` (default: this process's) with the grader's folders and flags on top.
+    """
     from nbclient import NotebookClient
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
@@ -192,7 +198,7 @@ def execute(nb, folder: Path, deadline: float, fast: bool = True, data_dir: Path
                             resources={"metadata": {"path": str(folder)}})
     problem = ""
     try:
-        client.execute(env=_environment(folder, fast, data_dir), cwd=str(folder))
+        client.execute(env=_environment(folder, fast, data_dir, env), cwd=str(folder))
     except CellTimeoutError:
         problem = "stopped at the time limit (the remaining cells did not run)"
     except DeadKernelError:
@@ -211,11 +217,13 @@ def _first_error(nb) -> str:
 
 
 def grade_one(path: Path, out: Path, time_limit: float = TIME_LIMIT_S, fast: bool = True,
-              wrong: dict[str, list] | None = None, data_dir: Path | None = None) -> list[dict]:
+              wrong: dict[str, list] | None = None, data_dir: Path | None = None,
+              env: Mapping[str, str] | None = None) -> list[dict]:
     """Grade one submission; never raises for the submission's faults: they become the rows' reasons (nb 00).
 
     `wrong` maps an exercise to answers its check must refuse, tried in the same run (the self-test);
-    `data_dir` shares one data cache (trusted runs, the test suite), else each submission gets its own.
+    `data_dir` shares one data cache (trusted runs, the test suite), else each submission gets its own;
+    `env` is the environment the kernel starts from (default: this process's, read when the kernel starts).
     """
     import nbformat
 
@@ -232,7 +240,7 @@ def grade_one(path: Path, out: Path, time_limit: float = TIME_LIMIT_S, fast: boo
     private.mkdir(parents=True, exist_ok=True)
     result = private / f"{secrets.token_hex(16)}.jsonl"      # the kernel never sees this name before it is used
     prepared, present = prepare(nb, chapter, folder, result, wrong, data_dir)
-    executed, problem = execute(prepared, folder, time.monotonic() + time_limit, fast, data_dir)
+    executed, problem = execute(prepared, folder, time.monotonic() + time_limit, fast, data_dir, env)
     nbformat.write(executed, folder / Path(path).name)           # what ran, for the instructor to look at
     got: dict[str, dict] = {}
     if result.exists():

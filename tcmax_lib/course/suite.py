@@ -1,6 +1,7 @@
 """The test suite's one execution of each notebook, and everything read from it (notebook 00).
 
     run_chapter(nb, out)                 -> ChapterRun: the chapter executed once, in FAST mode, graded
+    Lane(out).start(notebooks); .get(nb) -> the same runs, made by a background thread and the caller together
     instructor_view(nb, executed)        -> the executed instructor notebook, rebuilt for the site
     output_mismatches(nb, executed)      -> the stored outputs (cells tagged nbval-check-output) that changed
 
@@ -20,7 +21,10 @@ from __future__ import annotations
 import configparser
 import os
 import re
+import threading
 import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,14 +46,17 @@ class ChapterRun:
     errors: list[str]                  # every cell that raised: none may (the grader lets a run go on after one)
 
 
-def run_chapter(nb: Path, out: Path, data_dir: Path | None = None, time_limit: float = 3600.0) -> ChapterRun:
+def run_chapter(nb: Path, out: Path, data_dir: Path | None = None, time_limit: float = 3600.0,
+                env: Mapping[str, str] | None = None) -> ChapterRun:
     """Execute chapter `nb` once: its student edition answered from the solutions, graded, in FAST (nb 00).
 
     `data_dir` shares one data cache between chapters (the suite's trusted runs); graded submissions get
-    their own. Appends the notebook's name to the file named by env TCMAX_EXECUTION_LOG, if set.
+    their own. `env` is the kernel's starting environment (default: this process's). Appends the
+    notebook's name to the file named by TCMAX_EXECUTION_LOG in that environment, if set.
     """
     import nbformat
 
+    env = dict(os.environ if env is None else env)
     keys = grading.chapter_exercises(nb.name[:2])
     path = Path(out) / "submissions" / nb.name
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -57,17 +64,73 @@ def run_chapter(nb: Path, out: Path, data_dir: Path | None = None, time_limit: f
     # the student's check cells would run each solution once more: the grader's evaluation prints the same line
     book.cells = [c for c in book.cells if "check" not in c.metadata.get("tags", [])]
     nbformat.write(book, path)
-    if os.environ.get("TCMAX_EXECUTION_LOG"):
-        with open(os.environ["TCMAX_EXECUTION_LOG"], "a") as log:
+    if env.get("TCMAX_EXECUTION_LOG"):
+        with open(env["TCMAX_EXECUTION_LOG"], "a") as log:
             log.write(nb.name + "\n")
     t0 = time.perf_counter()
     rows = grading.grade_one(path, Path(out), time_limit, fast=True,
-                             wrong={k: student.wrong_answers(k) for k in keys}, data_dir=data_dir)
+                             wrong={k: student.wrong_answers(k) for k in keys}, data_dir=data_dir, env=env)
     seconds = time.perf_counter() - t0
     folder = Path(out) / "runs" / grading.scratch_name(path)
     metrics_file = folder / "metrics" / f"{nb.stem}.json"
     metrics = loads_json(metrics_file.read_text(), str(metrics_file)) if metrics_file.exists() else {}
     return ChapterRun(nb, rows, folder / nb.name, metrics, seconds, cell_errors(folder / nb.name))
+
+
+class Lane:
+    """Chapters executed by a background thread while the caller does other work: two cores, two lanes (nb 00).
+
+    `start(notebooks)` queues chapters in that order (longest first balances best); `get(nb)` returns a
+    chapter's run, waiting if the lane has begun it and running it in the calling thread if not, so the
+    caller and the lane drain one queue from its two ends and no chapter runs twice. The environment is
+    read once, when the lane is made, with `threads` as each kernel's thread count: a test that changes
+    os.environ later cannot reach a kernel the lane starts. `after(nb, run)` runs once per chapter, in
+    the thread that ran it (the suite writes the instructor view there).
+    """
+
+    def __init__(self, out: Path, data_dir: Path | None = None, threads: int = 1,
+                 after: Callable[[Path, ChapterRun], None] | None = None):
+        if threads < 1:
+            raise ValueError(f"Lane: threads={threads}; each kernel needs at least one thread.")
+        self.out, self.data_dir, self.after = Path(out), data_dir, after
+        self.env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="tcmax-lane")
+        self._runs: dict[Path, Future] = {}
+        self._lock = threading.Lock()
+        self.log: list[tuple[str, str, float]] = []      # (notebook, thread that ran it, seconds), in finishing order
+
+    def _run(self, nb: Path) -> ChapterRun:
+        run = run_chapter(nb, self.out, self.data_dir, env=self.env)
+        if self.after is not None:
+            self.after(nb, run)
+        self.log.append((nb.name, threading.current_thread().name, run.seconds))
+        return run
+
+    def start(self, notebooks: Sequence[Path]) -> None:
+        """Queue `notebooks` for the background thread, in this order (notebook 00)."""
+        with self._lock:
+            for nb in map(Path, notebooks):
+                if nb not in self._runs:
+                    self._runs[nb] = self._pool.submit(self._run, nb)
+
+    def get(self, nb: Path) -> ChapterRun:
+        """The run of chapter `nb`: the lane's (waited for) or, if the lane has not begun it, made here (nb 00)."""
+        nb = Path(nb)
+        with self._lock:
+            fut = self._runs.get(nb)
+            mine = fut is None or fut.cancel()              # not begun by the lane: this thread takes it
+            if mine:
+                fut = self._runs[nb] = Future()
+        if mine:
+            try:
+                fut.set_result(self._run(nb))
+            except BaseException as exc:
+                fut.set_exception(exc)
+        return fut.result()
+
+    def close(self) -> None:
+        """Drop the chapters not yet begun; one already running finishes (notebook 00)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 def cell_errors(executed: Path) -> list[str]:

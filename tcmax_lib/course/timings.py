@@ -37,7 +37,10 @@ def record_suite_time(target: str, seconds: float, counts: dict[str, int], ci_se
 
     if target not in TARGETS:
         raise ValueError(f"TCMAX_SUITE_TARGET={target!r}: one of {sorted(TARGETS)}.")
-    meta = run_meta(seconds, device_name("cpu"), None, "FAST")
+    import os
+
+    cores = f"{os.cpu_count()} cores"                     # the suite's lanes set their own threads: name the machine
+    meta = run_meta(seconds, device_name("cpu").rsplit(", ", 1)[0] + f", {cores}", None, "FAST")
     entry = {"seconds": round(seconds, 1), "counts": counts, "device": meta["device"], "commit": meta["commit"],
              "dirty": meta["dirty"], "date": meta["date"]}
     runs = {target: entry}
