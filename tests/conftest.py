@@ -39,8 +39,8 @@ def pytest_collection_modifyitems(session, config, items):
     """Tests that read the chapters' executions go last; the executions start now in a second lane.
 
     On 2 cores the notebooks run in a background thread (`suite.Lane`, each kernel on one thread) while
-    this process runs the unit tests on the other core; when the chapter tests come, this thread takes
-    the chapters the lane has not begun. Each chapter still runs once.
+    this process runs the unit tests on the other core; when the chapter tests come, this thread runs
+    the queued chapters the lane has not begun, longest first. Each chapter still runs once.
     """
     from tcmax_lib.course import series, suite
     from tcmax_lib.data.download import data_dir

@@ -89,7 +89,9 @@ def test_the_lane_and_the_caller_share_one_queue_and_run_each_chapter_once(monke
     def fake(nb, out, data_dir=None, time_limit=3600.0, env=None):
         ran.append((nb.name, threading.current_thread().name, env["OMP_NUM_THREADS"], env.get("TCMAX_LATE")))
         if nb.name == "long.ipynb":
-            gate.wait(10)                                   # the lane is busy with the long chapter ...
+            assert gate.wait(10)                             # the lane is busy with the long chapter ...
+        if nb.name == "short.ipynb":
+            gate.set()                                      # (the last one the caller takes frees the lane)
         if nb.name == "bad.ipynb":
             raise RuntimeError("kernel would not start")
         return _Run(nb.name)
@@ -98,23 +100,27 @@ def test_the_lane_and_the_caller_share_one_queue_and_run_each_chapter_once(monke
     monkeypatch.delenv("TCMAX_LATE", raising=False)
     lane = suite.Lane(Path("out"), threads=1, after=lambda nb, run: after.append(run))
     monkeypatch.setenv("TCMAX_LATE", "1")                    # set after the lane was made: no kernel sees it
-    names = [Path(n) for n in ("long.ipynb", "short.ipynb", "bad.ipynb")]
+    names = [Path(n) for n in ("long.ipynb", "mid.ipynb", "bad.ipynb", "short.ipynb")]
     lane.start(names)
-    time.sleep(0.2)
-    assert lane.get(Path("short.ipynb")) == "short.ipynb"   # ... so the caller takes the short one itself
-    gate.set()
-    assert lane.get(Path("long.ipynb")) == "long.ipynb" and lane.get(Path("short.ipynb")) == "short.ipynb"
+    while not ran:
+        time.sleep(0.01)
+    # ... so the caller, asking for the long one, runs the rest of the queue itself, in queue order, then waits
+    assert lane.get(Path("long.ipynb")) == "long.ipynb"
+    assert [n for n, t, _, _ in ran if t == threading.current_thread().name] == ["mid.ipynb", "bad.ipynb",
+                                                                                "short.ipynb"]
+    assert lane.get(Path("mid.ipynb")) == "mid.ipynb" and lane.get(Path("short.ipynb")) == "short.ipynb"
     with pytest.raises(RuntimeError, match="would not start"):  # a failed chapter fails its tests, every time
         lane.get(Path("bad.ipynb"))
     with pytest.raises(RuntimeError, match="would not start"):
         lane.get(Path("bad.ipynb"))
+    assert lane.get(Path("other.ipynb")) == "other.ipynb"   # one never queued is run on demand
     lane.close()
     by = {n: (t, omp, late) for n, t, omp, late in ran}
-    assert sorted(by) == sorted(n.name for n in names) and len(ran) == 3     # each chapter ran once
-    assert by["long.ipynb"][0].startswith("tcmax-lane") and by["short.ipynb"][0] == threading.current_thread().name
+    assert len(ran) == len(by) == 5                          # each chapter ran once
+    assert by["long.ipynb"][0].startswith("tcmax-lane")
     assert all(omp == "1" and late is None for _, omp, late in by.values())
-    assert sorted(after) == ["long.ipynb", "short.ipynb"]
-    assert [n for n, _, _ in lane.log] == ["short.ipynb", "long.ipynb"]
+    assert sorted(after) == ["long.ipynb", "mid.ipynb", "other.ipynb", "short.ipynb"]
+    assert [n for n, _, _ in lane.log][-1] == "other.ipynb"
     assert os.environ["TCMAX_LATE"] == "1"
     with pytest.raises(ValueError, match="at least one thread"):
         suite.Lane(Path("out"), threads=0)

@@ -81,8 +81,8 @@ class Lane:
     """Chapters executed by a background thread while the caller does other work: two cores, two lanes (nb 00).
 
     `start(notebooks)` queues chapters in that order (longest first balances best); `get(nb)` returns a
-    chapter's run, waiting if the lane has begun it and running it in the calling thread if not, so the
-    caller and the lane drain one queue from its two ends and no chapter runs twice. The environment is
+    chapter's run, and while it is not ready the calling thread runs the first queued chapter the lane
+    has not begun: both threads drain one queue, longest first, and no chapter runs twice. The environment is
     read once, when the lane is made, with `threads` as each kernel's thread count: a test that changes
     os.environ later cannot reach a kernel the lane starts. `after(nb, run)` runs once per chapter, in
     the thread that ran it (the suite writes the instructor view there).
@@ -96,6 +96,7 @@ class Lane:
         self.env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="tcmax-lane")
         self._runs: dict[Path, Future] = {}
+        self._order: list[Path] = []                       # the queue, in the order given (longest first)
         self._lock = threading.Lock()
         self.log: list[tuple[str, str, float]] = []      # (notebook, thread that ran it, seconds), in finishing order
 
@@ -112,21 +113,36 @@ class Lane:
             for nb in map(Path, notebooks):
                 if nb not in self._runs:
                     self._runs[nb] = self._pool.submit(self._run, nb)
+                    self._order.append(nb)
 
     def get(self, nb: Path) -> ChapterRun:
-        """The run of chapter `nb`: the lane's (waited for) or, if the lane has not begun it, made here (nb 00)."""
+        """The run of chapter `nb`; until it is ready this thread runs queued chapters itself, longest first (nb 00).
+
+        So the caller never idles while a chapter waits to be begun: it takes the first chapter of the queue
+        that the lane has not begun (`nb` itself, or a longer one), and waits only when every chapter left is
+        running in the lane.
+        """
         nb = Path(nb)
-        with self._lock:
-            fut = self._runs.get(nb)
-            mine = fut is None or fut.cancel()              # not begun by the lane: this thread takes it
-            if mine:
-                fut = self._runs[nb] = Future()
-        if mine:
+        while True:
+            with self._lock:
+                if nb not in self._runs:                     # never queued: queue it here, last
+                    self._runs[nb] = Future()
+                    self._order.append(nb)
+                if self._runs[nb].done():
+                    break
+                take = next((k for k in self._order if self._runs[k].cancel()), None)   # not begun: take it
+                if take is not None:
+                    fut = self._runs[take] = Future()
+                    fut.set_running_or_notify_cancel()
+            if take is None:
+                break                                        # all that is left runs in the lane: wait for nb
             try:
-                fut.set_result(self._run(nb))
-            except BaseException as exc:
+                fut.set_result(self._run(take))
+            except BaseException as exc:                     # the chapter's tests report it, each time
                 fut.set_exception(exc)
-        return fut.result()
+                if not isinstance(exc, Exception):
+                    raise
+        return self._runs[nb].result()
 
     def close(self) -> None:
         """Drop the chapters not yet begun; one already running finishes (notebook 00)."""
