@@ -264,8 +264,9 @@ def check_07(m):
         assert max(acc["toy B"][k]) < 0.53, k
     for k in ("joint", "tcmax"):
         assert sum(acc["toy B"][k]) / len(acc["toy B"][k]) > 0.55, k
-    # AV digits hard, FAST (500 pairs, 6 epochs): every run well above chance (0.1); measured 0.287-0.647
-    assert all(min(v) > 0.2 for v in acc["AV digits (hard)"].values())
+    # AV digits hard, FAST (500 pairs, 4 epochs): every run learns. Chance is 0.1 and on 300 test pairs its s.e. is
+    # 0.017, so 0.15 is 3 s.e. above it; measured 0.207-0.537 (Intel Xeon; 6 epochs gave 0.287-0.647)
+    assert all(min(v) > 0.15 for v in acc["AV digits (hard)"].values())
     # Fig. 3: the exact point is the main table's TCMax runs; the coverage of N draws with replacement from B^2
     for name, f in m["fig3"].items():
         assert f["per_seed"]["exact"] == main[name]["per_seed"]["tcmax"]["acc"] and f["lr"] == main[name]["lr"]["tcmax"]
