@@ -34,6 +34,8 @@ from .records import (  # noqa: F401  (re-exported: notebooks read records as pr
     detectable,
     difference_frame,
     frame,
+    powered_pairs,
+    powered_readings,
     seed_plan,
     subject_frame,
     tail_epochs,
@@ -172,18 +174,30 @@ class Comparison:
         return rec
 
 
+_REPORTING_FIELDS = {"track_train", "progress"}   # TrainConfig fields that change what a run reports, not how it trains
+
+
 def compare(methods: Sequence[str], splits: Splits | Callable[[int], Splits],
             make_model: Callable[[str, int], object], head: str, config: TrainConfig, protocol: Protocol, *,
             method_kw: dict | None = None, max_train: int | None = None, keep: str = "first",
-            lr: Mapping[str, float] | None = None, **run_kw) -> Comparison:
+            lr: Mapping[str, float] | None = None, method_config: Mapping[str, Mapping] | None = None,
+            **run_kw) -> Comparison:
     """Every method on its native head: its rate chosen by `select_lr`, then the protocol's seeds (notebook 07).
 
     `lr` gives already chosen rates (e.g. a head comparison that reuses the main table's choices); the
-    methods it names skip the selection, and their choice records only the rate.
+    methods it names skip the selection, and their choice records only the rate. `method_config` changes
+    `TrainConfig` fields of some methods' reported runs only, e.g. `{"joint": {"track_train": True}}` for the
+    runs a figure reads training curves from (training behaviour fields are refused: the protocol is one).
     """
     unknown = sorted(set(methods) - set(METHODS))
     if unknown or not methods:                                           # before the first run, not after some
         raise ValueError(f"compare: unknown method(s) {unknown} or none given; choose from {sorted(METHODS)}.")
+    method_config = {m: dict(v) for m, v in (method_config or {}).items()}
+    stray = sorted(set(method_config) - set(methods))
+    changed = sorted({k for v in method_config.values() for k in v} - _REPORTING_FIELDS)
+    if stray or changed:
+        raise ValueError(f"compare: method_config names method(s) {stray} not compared, or field(s) {changed} that "
+                         f"change training; it may set only {sorted(_REPORTING_FIELDS)}.")
     frames, choices, runs, curves = [], {}, {}, {}
     caller_on_run = run_kw.pop("on_run", None)
 
@@ -202,7 +216,8 @@ def compare(methods: Sequence[str], splits: Splits | Callable[[int], Splits],
         else:
             choices[method] = select_lr(method, splits, model_fn, config, protocol, method_kw=kw,
                                         max_train=max_train)
-        res, kept = run_grid([method], protocol.seeds, splits, model_fn, replace(config, lr=choices[method].lr),
+        cfg = replace(config, lr=choices[method].lr, **method_config.get(method, {}))
+        res, kept = run_grid([method], protocol.seeds, splits, model_fn, cfg,
                              keep=keep, method_kw={method: kw} if kw else None, max_train=max_train,
                              on_run=on_run, **run_kw)
         frames.append(res.assign(head=used, lr=choices[method].lr))

@@ -3,6 +3,7 @@
     frame(record) / verdict(record, col)            -> the rows again / best set and readings against a reference
     choice_frame(record) / difference_frame(record, cols) -> the tables notebooks 05 and 07 read them with
     curve_shortfalls(record) / tail_slopes(record)  -> the grid and learning-curve rules a stored comparison misses
+    seed_plan / powered_pairs / powered_readings    -> how many seeds a question needs, and the powered comparison
 
 These read only the record (a dict as stored in JSON), never a live run, so a committed result can be re-read
 and re-judged without training anything. Each first checks what it reads (`check_record`): a per-seed list of
@@ -233,3 +234,31 @@ def detectable(record: Mapping, subject: str, family: Sequence[str], col: str = 
     """What the record's seeds can detect for each `subject - b` of `family`, at alpha / len(family) (nb 07)."""
     return {b: float(v) for b, v in seed_plan(record, subject, family, col, 0.02, alpha, power)
             [f"detectable with {len(record['seeds'])}"].items()}
+
+
+def powered_pairs(p: Mapping, subject: str = "tcmax") -> dict[str, dict]:
+    """Each comparison `subject - b` of a powered record as its own paired record (notebooks 05, 07).
+
+    A record with `comparisons` (07: each baseline trained on as many seeds as its own question needs) gives
+    them as stored; a record whose methods share every seed (05) is cut into the same form.
+    """
+    out = {}
+    for b in p["family"]:
+        sub = p["comparisons"][b] if "comparisons" in p else {
+            "seeds": p["seeds"], "per_seed": {m: p["per_seed"][m] for m in (subject, b)}}
+        out[b] = dict(check_record(sub, f"the powered comparison {subject} - {b}"))
+    return out
+
+
+def powered_readings(p: Mapping, col: str = "acc", subject: str = "tcmax") -> dict[str, tuple[Reading, float, int]]:
+    """{b: (reading, detectable difference, seeds)} of every `subject - b` of a powered record (notebooks 05, 07).
+
+    The readings are one family (Holm, TOST at the record's margin); the detectable difference is at the record's
+    power and alpha / len(family), Holm's strictest step, from each comparison's own paired SD and seeds.
+    """
+    pairs = powered_pairs(p, subject)
+    reads = read_family({b: (s["per_seed"][subject][col], s["per_seed"][b][col]) for b, s in pairs.items()},
+                        p["margin"], p["alpha"])
+    a = p["alpha"] / len(pairs)
+    return {b: (reads[b], detectable(s, subject, [b], col, a, p["power"])[b], len(s["seeds"]))
+            for b, s in pairs.items()}

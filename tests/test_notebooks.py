@@ -294,13 +294,19 @@ def check_07(m):
     for name, r in main.items():
         assert set(r["val_curve"]) == methods and "curve_shortfalls" in r and "protocol_shortfalls" in r, name
         assert all(len(c) == r["epochs"] for v in r["val_curve"].values() for c in v), name
-    # the powered comparison: the main table's seeds first, then the extra ones, at the main table's rates
+    # the powered comparison: each comparison its own paired record, the main table's seeds first, then as many
+    # more as its own question needs (capped), at the main table's rates; TCMax's runs are the same in each
     p = m["powered"]
-    assert p["seeds"][:len(av["seeds"])] == av["seeds"] and len(p["seeds"]) <= p["cap"]
-    assert p["lr"] == {k: av["lr"][k] for k in ["tcmax", *p["family"]]}
-    for k in ["tcmax", *p["family"]]:
-        assert p["per_seed"][k]["acc"][:len(av["seeds"])] == av["per_seed"][k]["acc"], k
-        assert all(len(v) == len(p["seeds"]) for v in p["per_seed"][k].values()), k
+    assert p["lr"] == {k: av["lr"][k] for k in ["tcmax", *p["family"]]} and set(p["comparisons"]) == set(p["family"])
+    n = len(av["seeds"])
+    for b, c in p["comparisons"].items():
+        assert c["seeds"][:n] == av["seeds"] and n <= len(c["seeds"]) <= p["cap"], b
+        assert len(c["seeds"]) == min(p["cap"], max(n, p["seeds_needed"][b])), b
+        for k in ("tcmax", b):
+            assert c["per_seed"][k]["acc"][:n] == av["per_seed"][k]["acc"], (b, k)
+            assert all(len(v) == len(c["seeds"]) for v in c["per_seed"][k].values()), (b, k)
+    longest = max(p["comparisons"].values(), key=lambda c: len(c["seeds"]))["per_seed"]["tcmax"]["acc"]
+    assert all(c["per_seed"]["tcmax"]["acc"] == longest[:len(c["seeds"])] for c in p["comparisons"].values())
 
 
 CHECKS = {"00": check_00, "01": check_01, "02": check_02, "03": check_03,

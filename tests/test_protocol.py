@@ -92,6 +92,21 @@ def test_compare_runs_the_chosen_rate_on_paired_seeds_and_stores_every_value():
         comp.record(["no_such_metric"])
 
 
+def test_method_config_changes_what_some_methods_report_and_nothing_else():
+    p = protocol.Protocol((0.01, 0.1), (0, 1), selection_seed=9)
+    quiet = replace(CONFIG, track_train=False)
+    comp = protocol.compare(["joint", "tcmax"], splits, model, "concat", quiet, p, keep="all",
+                            method_config={"tcmax": {"track_train": True}})
+    assert "train_acc" in comp.runs[("tcmax", 1)].history and "train_acc" not in comp.runs[("joint", 1)].history
+    plain = protocol.compare(["joint", "tcmax"], splits, model, "concat", quiet, p, keep="none")
+    for m in ("joint", "tcmax"):                                         # the same runs: only the reports differ
+        assert comp.record(["acc"])["per_seed"][m] == plain.record(["acc"])["per_seed"][m]
+    with pytest.raises(ValueError, match=r"field\(s\) \['lr'\] that change training"):
+        protocol.compare(["joint"], splits, model, "concat", quiet, p, method_config={"joint": {"lr": 1.0}})
+    with pytest.raises(ValueError, match=r"method\(s\) \['mla'\] not compared"):
+        protocol.compare(["joint"], splits, model, "concat", quiet, p, method_config={"mla": {"track_train": True}})
+
+
 def test_verdict_is_the_best_set_and_readings_against_the_reference():
     rec = {"seeds": [0, 1, 2, 3, 4], "per_seed": {
         "joint": {"acc": [0.80, 0.82, 0.79, 0.81, 0.80]},
@@ -177,3 +192,34 @@ def test_add_seeds_appends_new_seeds_at_the_chosen_rates_and_seed_plan_sizes_the
     assert plan.loc["joint", "pilot sd"] == pytest.approx(d.std(ddof=1))
     assert plan.loc["joint", "seeds needed"] == stats.seeds_needed(d.std(ddof=1), 0.02, 0.025)
     assert plan.loc["same", "seeds needed"] == 5 and plan.loc["same", "detectable with 5"] == 0.0
+
+
+def test_powered_readings_read_each_comparison_on_its_own_seeds_as_one_family():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    t = list(0.9 + 0.02 * rng.standard_normal(12))
+    j, u = [v - 0.05 + 0.01 * rng.standard_normal() for v in t], [v + 0.01 * rng.standard_normal() for v in t[:7]]
+    base = {"family": ["joint", "unimodal"], "alpha": 0.05, "power": 0.8, "margin": 0.02}
+    own = {**base, "comparisons": {                                    # each baseline on the seeds it needs
+        "joint": {"seeds": list(range(12)), "per_seed": {"tcmax": {"acc": t}, "joint": {"acc": j}}},
+        "unimodal": {"seeds": list(range(7)), "per_seed": {"tcmax": {"acc": t[:7]}, "unimodal": {"acc": u}}}}}
+    got = protocol.powered_readings(own)
+    ref = readings.read_family({"joint": (t, j), "unimodal": (t[:7], u)}, 0.02, 0.05)   # one family, Holm over 2
+    for b, n in (("joint", 12), ("unimodal", 7)):
+        r, can, seeds = got[b]
+        assert seeds == n and r.verdict == ref[b].verdict and r.p_adjusted == ref[b].p_adjusted
+        sd = float(np.std(np.subtract(t[:n], j if b == "joint" else u), ddof=1))
+        assert can == pytest.approx(stats.detectable_difference(sd, n, 0.025, 0.8))   # Holm's strictest step
+    # a record whose methods share every seed (notebook 05) reads the same as its cut into comparisons
+    shared = {**base, "seeds": list(range(7)), "per_seed": {"tcmax": {"acc": t[:7]}, "joint": {"acc": j[:7]},
+                                                             "unimodal": {"acc": u}}}
+    cut = {**base, "comparisons": {b: {"seeds": list(range(7)), "per_seed": {"tcmax": {"acc": t[:7]},
+                                                                              b: shared["per_seed"][b]}}
+                                   for b in base["family"]}}
+    assert protocol.powered_readings(shared) == protocol.powered_readings(cut)
+    # a comparison whose values do not match its seeds is refused, named
+    short = {"seeds": list(range(8)), "per_seed": own["comparisons"]["unimodal"]["per_seed"]}   # 7 values, 8 seeds
+    bad = {**own, "comparisons": {**own["comparisons"], "unimodal": short}}
+    with pytest.raises(ValueError, match="the powered comparison tcmax - unimodal: method 'tcmax'"):
+        protocol.powered_readings(bad)

@@ -40,17 +40,23 @@ def headline(records: dict, subject: str = "tcmax", col: str = "acc") -> tuple[d
 
 def powered_table(p: dict, cols: dict[str, str]) -> dict:
     """{'tcmax - b': {column: 'reading; detectable d'}} of a powered record (notebooks 05, 07)."""
-    from .. import readings as rd
-    from ..records import detectable
+    from ..records import powered_readings
 
     out: dict[str, dict[str, str]] = {}
     for col, name in cols.items():
-        ps = p["per_seed"]
-        reads = rd.read_family({b: (ps["tcmax"][col], ps[b][col]) for b in p["family"]}, p["margin"], p["alpha"])
-        can = detectable(p, "tcmax", p["family"], col, p["alpha"], p["power"])
-        for b, r in reads.items():
-            out.setdefault(f"tcmax - {b}", {})[name] = f"{r.short()}; detects {can[b]:.3f}"
+        for b, (r, can, _) in powered_readings(p, col).items():
+            out.setdefault(f"tcmax - {b}", {})[name] = f"{r.short()}; detects {can:.3f}"
     return out
+
+
+def powered_seeds(p: dict) -> str:
+    """'9 paired seeds', or each comparison's own count ('paired seeds: joint 33, unimodal 14') (nb 05, 07)."""
+    from ..records import powered_pairs
+
+    n = {b: len(s["seeds"]) for b, s in powered_pairs(p).items()}
+    if len(set(n.values())) == 1:
+        return f"{next(iter(n.values()))} paired seeds"
+    return "paired seeds per comparison: " + ", ".join(f"{b} {k}" for b, k in n.items())
 
 
 def _summary_07(metrics: dict) -> dict[str, Any]:
@@ -68,7 +74,7 @@ def _summary_07(metrics: dict) -> dict[str, Any]:
     out["summary_the headline"] = sentence
     if "powered" in metrics:
         p = metrics["powered"]
-        out[f"summary_AV digits (hard), the powered comparison: {len(p['seeds'])} paired seeds, each reading "
+        out[f"summary_AV digits (hard), the powered comparison: {powered_seeds(p)}, each reading "
             "with the difference these seeds detect (80 % power, Holm's strictest level)"] = powered_table(
             p, {"acc": "fused", "acc_audio_head": "speech head", "probe_audio": "speech probe"})
     return out
@@ -79,7 +85,7 @@ def _summary_05(metrics: dict) -> dict[str, Any]:
     if "powered" not in metrics:
         return {}
     p = metrics["powered"]
-    return {f"summary_the powered comparison: {len(p['seeds'])} paired seeds, each reading with the difference "
+    return {f"summary_the powered comparison: {powered_seeds(p)}, each reading with the difference "
             "these seeds detect (80 % power, Holm's strictest level)": powered_table(
                 p, {"acc": "fused", "acc_audio_head": "speech head", "probe_audio": "speech probe"})}
 
