@@ -137,39 +137,56 @@ def test_05_reading():
     minus_joint = {c: {m: r.verdict for m, r in family(None, c).items()} for c in cols}
     tcmax_minus = {c: {m: r.verdict for m, r in family("tcmax", c).items()} for c in cols}
     joint = {c: float(np.mean(v)) for c, v in ps["joint"].items()}
-    assert joint["acc_audio_head"] < 0.25 and joint["shapley_visual"] > 10 * joint["shapley_audio"]   # starved speech
+    mean = {m: {c: float(np.mean(v)) for c, v in cs.items()} for m, cs in ps.items()}
+    # starved speech: the speech head closer to chance than to TCMax's or unimodal training's; image Shapley > 5x
+    assert all(joint["acc_audio_head"] - 0.1 < mean[m]["acc_audio_head"] - joint["acc_audio_head"]
+               for m in ("tcmax", "unimodal"))
+    assert joint["shapley_visual"] > 5 * joint["shapley_audio"]
     assert joint["probe_audio"] > joint["acc_audio_head"] + 0.3
     assert min(ps, key=lambda m: np.mean(ps[m]["probe_audio"])) == "joint"
-    for m in ("tcmax", "unimodal"):                                   # both lift speech and fused accuracy
+    for m in ("tcmax", "unimodal"):                                   # both lift speech and fused accuracy ...
         for c in ("acc", "acc_audio_head", "probe_audio", "shapley_audio"):
             assert minus_joint[c][m] == rd.ABOVE, (m, c)
-        assert minus_joint["probe_visual"][m] == rd.EQUIVALENT and minus_joint["acc_visual_head"][m] == rd.UNRESOLVED
-    for c in ("acc", "probe_audio", "probe_visual"):                  # TCMax against unimodal training
+        for c in ("acc_visual_head", "probe_visual"):                 # ... and the image, by 2 to 3 points
+            assert minus_joint[c][m] == rd.ABOVE and 0.015 < mean[m][c] - joint[c] < 0.04, (m, c)
+    by_lr = [v for v in rec["val_acc_by_lr"]["joint"].values()]       # joint's grid is flat: within 2 points,
+    assert rec["lr"]["joint"] == 0.01 and max(by_lr) - min(by_lr) < 0.02   # tied at 0.01, 0.3 and 1.0
+    assert {k for k, v in rec["val_acc_by_lr"]["joint"].items() if v == max(by_lr)} == {"0.01", "0.3", "1"}
+    old = {"joint": 0.1, "ogm_ge": 0.3, "tcmax": 0.3, "unimodal": 0.3}    # the previous run's choices (91c3644)
+    assert [m for m in old if old[m] != rec["lr"][m]] == ["joint", "ogm_ge", "unimodal"]
+    for c in ("acc", "acc_visual_head"):                              # TCMax against unimodal training
         assert tcmax_minus[c]["unimodal"] == rd.EQUIVALENT, c
+    for c in ("acc_audio_head", "probe_audio"):
+        assert tcmax_minus[c]["unimodal"] == rd.UNRESOLVED, c
     head = family("tcmax", "acc_audio_head")["unimodal"]
-    assert head.verdict == rd.UNRESOLVED and head.diff.lo < -0.10 and head.diff.hi > 0.10     # "more than 10 points"
-    assert np.std(ps["tcmax"]["acc_audio_head"]) > 1.3 * np.std(ps["unimodal"]["acc_audio_head"])   # "varies more"
-    assert all(v == 1.0 for v in ps["tcmax"]["acc"])                  # the ceiling: every test item, every seed
+    assert head.diff.lo < -0.05 and head.diff.hi > 0.03                # "several points either way"
+    probe = family("tcmax", "probe_visual")["unimodal"]                 # "about one point", p under 0.05, not far
+    assert probe.verdict == rd.ABOVE and 0.005 < probe.diff.mean < 0.02 and 0.01 < probe.p_adjusted < 0.05
+    for m in ("tcmax", "unimodal"):                                   # "every item on most seeds"
+        assert sum(v == 1.0 for v in ps[m]["acc"]) >= 3 and min(ps[m]["acc"]) > 0.98, m
     for c in ("acc_audio_head", "probe_audio"):                       # OGM-GE: speech up, image down
         assert minus_joint[c]["ogm_ge"] == rd.ABOVE, c
     for c in ("acc_visual_head", "probe_visual"):
         assert minus_joint[c]["ogm_ge"] == rd.BELOW, c
-    assert minus_joint["acc"]["ogm_ge"] == rd.UNRESOLVED
+    assert minus_joint["acc"]["ogm_ge"] == rd.ABOVE
     for c in ("acc", "acc_audio_head", "probe_audio", "probe_visual"):
         assert tcmax_minus[c]["ogm_ge"] == rd.ABOVE, c
     for c in ("acc", "acc_audio_head", "probe_audio"):               # the best set: neither is beaten
         assert rd.best_set({m: v[c] for m, v in ps.items()}) == ["tcmax", "unimodal"], c
-    can = pr.detectable(rec, "tcmax", ["joint", "unimodal"], "acc")   # "a few points" against joint training
-    assert 0.02 < can["joint"] < 0.05
-    assert min(pr.detectable(rec, "tcmax", ["joint", "unimodal"], "acc_audio_head").values()) > 0.20
-    assert "powered" not in results.load_results("05_av_digits")["metrics"]   # "the committed run predates it"
-    # the protocol's rules are met: no rate at a grid edge, no selection run best at its last epoch
-    # (the tail rule needs the validation curves, which this record predates: the reading says so)
-    assert pr.curve_shortfalls(rec) == ["no validation curves stored: the tail rule cannot be checked (a record "
-                                        "from before it)"] and rec["epochs"] == 32 and len(rec["lr_grid"]) == 5
+    assert rd.best_set({m: v["probe_visual"] for m, v in ps.items()}) == ["tcmax"]
+    can = pr.detectable(rec, "tcmax", ["joint", "unimodal"], "acc")   # "just under 2 points", the target
+    assert 0.015 < can["joint"] <= 0.02
+    assert min(pr.detectable(rec, "tcmax", ["joint", "unimodal"], "acc_audio_head").values()) > 0.10
+    powered = results.load_results("05_av_digits")["metrics"]["powered"]   # the plan adds no seeds
+    assert powered["seeds"] == rec["seeds"] and max(powered["plan"]["seeds needed"].values()) <= len(rec["seeds"])
+    assert {b: r.verdict for b, (r, _, _) in pr.powered_readings(powered).items()} == {
+        "joint": rd.ABOVE, "unimodal": rd.EQUIVALENT}
+    # two rules missed, both named; the tail rule (curves stored now) finds no method still rising
+    assert pr.curve_shortfalls(rec) == ["joint: rate 0.01 at the bottom of the grid",
+                                        "unimodal: the selection run was best at its last epoch (32 of 32)"]
+    assert rec["epochs"] == 32 and len(rec["lr_grid"]) == 5 and set(rec["val_curve"]) == set(ps)
     last = rec["epochs"] - 1
-    at_last = [sum(e == last for e in ps[m]["best_epoch"]) for m in ("joint", "ogm_ge", "tcmax", "unimodal")]
-    assert at_last == [0, 0, 0, 1]
+    assert all(e < last for e in ps["unimodal"]["best_epoch"])         # its reported seeds peaked earlier
 
 
 def test_04_toy_reading():
