@@ -26,9 +26,10 @@ test: $(STAMP)
 	TCMAX_SUITE_TARGET="make test" TCMAX_FAST=1 TQDM_DISABLE=1 $(BIN)/python -m pytest tests -p no:cacheprovider \
 	  --durations=15
 
+# the unit tests alone, spread over one pytest-xdist worker a core (each worker on one thread)
 unit: $(STAMP)
 	TCMAX_SUITE_TARGET="make unit" TCMAX_FAST=1 TQDM_DISABLE=1 $(BIN)/python -m pytest tests -m "not notebooks" -q \
-	  -p no:cacheprovider --durations=10
+	  -p no:cacheprovider -n auto --dist worksteal --durations=10
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/

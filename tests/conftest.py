@@ -12,6 +12,9 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 os.environ.setdefault("PYTHONHASHSEED", "0")
 os.environ.setdefault("SOURCE_DATE_EPOCH", "0")
 os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+if os.environ.get("PYTEST_XDIST_WORKER"):                   # `make unit` spreads the unit tests over one worker a
+    os.environ["OMP_NUM_THREADS"] = "1"                      # core (pytest-xdist): each worker and what it starts
+    os.environ["MKL_NUM_THREADS"] = "1"                      # keep to one thread, or 2 workers x 2 threads fight
 
 
 # every notebook is executed at most once per session (tests/test_notebooks.py; tcmax_lib.course.suite)
@@ -48,6 +51,11 @@ def pytest_collection_modifyitems(session, config, items):
     uses = [it for it in items if "chapters" in it.fixturenames]
     if not uses:
         return
+    if hasattr(config, "workerinput"):                      # each xdist worker would execute every chapter again
+        raise pytest.UsageError(
+            f"{len(uses)} selected tests read the chapters' executions, which run once per session in the "
+            "suite's lanes and cannot be shared between pytest-xdist workers: run them without -n (`make test`), "
+            "or deselect them with -m 'not notebooks' (`make unit`).")
     items[:] = [it for it in items if it not in uses] + uses
     wanted = set(series.notebooks()) if any("site" in it.fixturenames for it in uses) else {
         it.callspec.params["nb"] for it in uses if hasattr(it, "callspec") and "nb" in it.callspec.params}
@@ -78,11 +86,21 @@ def pytest_terminal_summary(terminalreporter):
             terminalreporter.write_line(f"{seconds:7.1f} s  {name}  ({thread})")
 
 
+def pytest_configure(config):
+    """An xdist worker runs its tests on one torch thread (the workers share the cores)."""
+    if hasattr(config, "workerinput"):
+        import torch
+
+        torch.set_num_threads(1)
+
+
 def pytest_sessionfinish(session, exitstatus):
     """Fail the session if a notebook ran twice; record the time of a passing `make test` / `make unit`."""
     from tcmax_lib.course import timings
     from tcmax_lib.course.suite import executed_twice
 
+    if hasattr(session.config, "workerinput"):              # an xdist worker: the controller records the session
+        return
     lane = session.config.stash.get(LANE, None)
     if lane is not None:
         lane.close()

@@ -127,20 +127,24 @@ def _free_port():
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("head", ["concat", "gated"])   # factorised loss; pairwise loss with the head in the loss
-def test_torchrun_training_matches_one_process(tmp_path, head):
-    """`torchrun --nproc_per_node=2` trains the toy to the same weights as one process on the global batch."""
-    script = ROOT / "tests" / "dist_train_toy.py"
+def test_torchrun_training_matches_one_process(tmp_path):
+    """`torchrun --nproc_per_node=2` trains the toy to the same weights as one process on the global batch, with
+    the factorised loss (concat head) and the pairwise loss with the head in the loss (gated head)."""
+    script, heads = ROOT / "tests" / "dist_train_toy.py", ["concat", "gated"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    one = subprocess.run([sys.executable, str(script), str(tmp_path / "one.pt"), head], env=env, capture_output=True,
-                         text=True, timeout=120)
+    one = subprocess.run([sys.executable, str(script), str(tmp_path / "one.pt"), ",".join(heads)], env=env,
+                         capture_output=True, text=True, timeout=120)
     assert one.returncode == 0, one.stderr[-2000:]
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                          f"--master_port={_free_port()}", str(script), str(tmp_path / "two.pt"), head],
+                          f"--master_port={_free_port()}", str(script), str(tmp_path / "two.pt"), ",".join(heads)],
                          env=env, capture_output=True, text=True, timeout=180)
     assert two.returncode == 0, two.stderr[-3000:]
-    a, b = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
-    assert a["best_epoch"] == b["best_epoch"]
-    for k in a["state"]:
-        # float32 training, 2 epochs of 16 steps: only summation order differs between the runs
-        torch.testing.assert_close(a["state"][k], b["state"][k], rtol=1e-4, atol=1e-5)
+    ones, twos = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
+    assert set(ones) == set(twos) == set(heads)
+    for head in heads:
+        a, b = ones[head], twos[head]
+        assert a["best_epoch"] == b["best_epoch"], head
+        for k in a["state"]:
+            # float32 training, 2 epochs of 16 steps: only summation order differs between the runs
+            torch.testing.assert_close(a["state"][k], b["state"][k], rtol=1e-4, atol=1e-5,
+                                       msg=lambda m, h=head, k=k: f"{h} {k}: {m}")

@@ -124,3 +124,31 @@ def test_the_lane_and_the_caller_share_one_queue_and_run_each_chapter_once(monke
     assert os.environ["TCMAX_LATE"] == "1"
     with pytest.raises(ValueError, match="at least one thread"):
         suite.Lane(Path("out"), threads=0)
+
+
+def test_xdist_workers_refuse_the_chapters_and_leave_the_record_to_the_controller(monkeypatch):
+    """`make unit` spreads the unit tests over pytest-xdist workers; the chapters' one execution per session
+    cannot be shared between workers, so a worker that collects them stops with the fix, and only the
+    controller records the session's time (a worker's share of the tests is not the suite)."""
+    from types import SimpleNamespace
+
+    import conftest
+    import pytest
+
+    from tcmax_lib.course import timings
+
+    worker = SimpleNamespace(workerinput={"workerid": "gw0"}, stash={})
+    item = SimpleNamespace(fixturenames=["chapters", "nb"])
+    with pytest.raises(pytest.UsageError, match="run them without -n .*-m 'not notebooks'"):
+        conftest.pytest_collection_modifyitems(None, worker, [item])
+    unit = SimpleNamespace(fixturenames=["tmp_path"])
+    items = [unit]
+    conftest.pytest_collection_modifyitems(None, worker, items)        # no chapter test: nothing to refuse
+    assert items == [unit]
+
+    def record(*args, **kwargs):
+        raise AssertionError("an xdist worker recorded the suite's time")
+
+    monkeypatch.setattr(timings, "record_suite_time", record)
+    monkeypatch.setenv("TCMAX_SUITE_TARGET", "make unit")
+    conftest.pytest_sessionfinish(SimpleNamespace(config=worker, exitstatus=0), 0)
