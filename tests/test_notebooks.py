@@ -280,7 +280,7 @@ def check_07(m):
     assert heads["per_seed"]["concat"] == {k: av["per_seed"][k]["acc"] for k in ("joint", "tcmax")}
     assert heads["lr"]["concat"] == {k: av["lr"][k] for k in ("joint", "tcmax")}
     assert all(lr in av["lr_grid"] for h in heads["lr"].values() for lr in h.values())
-    # Fig. 4: a gap per seed where it is read; every run reaches the matched level by construction
+    # Fig. 4: a gap per seed where it is read; every run reaches the common level by construction
     assert 0.0 < m["fig4"]["matched_val_acc"] <= 1.0
     for where in ("matched", "last"):
         assert all(len(v) == len(av["seeds"]) and all(-1.0 <= g <= 1.0 for g in v)

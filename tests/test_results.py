@@ -506,7 +506,7 @@ def test_07_reading():
     assert with_verdict(ev, ABOVE) == ["ogm_ge", "tcmax"] and ea["tcmax"] == ea["ogm_ge"] == NO
     assert with_verdict(ea, BELOW) == ["mla", "mmpareto", "unimodal"]
     assert all(ev[x] == NO for x in ("mla", "mmpareto", "unimodal"))
-    # Fig. 4: the committed record predates the one-phase matched level, so only the last epoch is read
+    # Fig. 4: the committed record predates the one-phase common level, so only the last epoch is read
     assert "matched_epoch" not in m["fig4"]
     g = m["fig4"]["gap"]["last"]
     last = rd.read_family({x: (g["tcmax"], g[x]) for x in ("joint", "unimodal")})
