@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from . import checks, distributed
+from . import checks, distributed, runstore
 from .checks import TrainingDivergedError
 from .data.splits import Split
 from .methods.base import Method
@@ -224,7 +224,7 @@ def fit(model: MultimodalClassifier, method: Method, train: Split, val: Split, c
     Returns (model, history). The history has one row per epoch: train/val fused and per-modality
     accuracy and loss, the epoch means of the method's logs (e.g. OGM ratio, TC estimate), wall time,
     and `best_epoch`. Randomness inside training (batch order, a method's noise) comes from
-    `cfg.seed`; the caller's global RNG state is left as it was.
+    `cfg.seed`; the caller's global RNG state is left as it was. A run store loads a stored one (`runstore`).
     """
     device = check_device(cfg.device, "TrainConfig.device")
     precision = trainer_precision(model, cfg)                           # fails early on a bad TCMAX_PRECISION
@@ -234,10 +234,17 @@ def fit(model: MultimodalClassifier, method: Method, train: Split, val: Split, c
             checks.check_split(model.to(device), split, what)
     train, val = (dataclasses.replace(sp, y=sp.y.long()) for sp in (train, val))   # any integer dtype, once
     nhwc = _channels_last(model, cfg)
-    model.to(device)
-    if nhwc:
-        model.to(memory_format=torch.channels_last)
+    model.to(device, memory_format=torch.channels_last) if nhwc else model.to(device)
     train, val = train.to(device), val.to(device)
+    return runstore.stored(model, method, train, val, cfg, precision,    # storable: no function in the key
+                           on_epoch_end is None and cfg.augment is None and not distributed.active(),
+                           lambda: _train(model, method, train, val, cfg, on_epoch_end, device, precision, nhwc))
+
+
+def _train(model: MultimodalClassifier, method: Method, train: Split, val: Split, cfg: TrainConfig,
+           on_epoch_end: Callable[[int, MultimodalClassifier], dict] | None, device: torch.device,
+           precision: Precision, nhwc: bool) -> tuple[MultimodalClassifier, pd.DataFrame]:
+    """`fit`'s epochs on checked data already on the device: train, evaluate, keep and restore the best."""
     net = model
     if distributed.active():                                             # launched by torchrun
         _check_distributed(method, cfg)

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from ..files import dumps_json, file_lock, write_text
-from .cli_io import SEEDS, _count, _lr_grid, _positive_float, check_output_path, write_csv_atomically
+from .cli_io import SEEDS, _count, _lr_grid, _positive_float, check_output_path, choose_run_store, write_csv_atomically
 
 
 def _series(args: argparse.Namespace) -> None:
@@ -40,6 +40,8 @@ def _series(args: argparse.Namespace) -> None:
     if args.only is not None:
         print(f"--only {args.only!r} selects: {', '.join(nb.name for nb in selected)}")
     timings = {}
+    if args.command == "run":
+        choose_run_store(args)
     for nb in selected:
         if args.command == "sync-book":
             from . import book
@@ -222,6 +224,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--full", action="store_true", help="FULL mode (default FAST)")
     s.add_argument("--only", default=None, help="only notebooks whose file name contains this")
     s.add_argument("--seed", type=_count(0), default=0)
+    s.add_argument("--run-store", default=None, metavar="DIR",
+                   help="FULL: keep every finished training in DIR and load it instead of retraining when the run is "
+                        "repeated (an interrupted run resumes); default build/run-store")
+    s.add_argument("--no-run-store", dest="use_run_store", action="store_false",
+                   help="FULL: train everything again and store nothing")
     s.add_argument("--no-publish", dest="publish", action="store_false",
                    help="do not write results/ (FULL: results/<notebook>.json; FAST: results/fast_timings.json)")
     s.set_defaults(func=_series)

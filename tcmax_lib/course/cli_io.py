@@ -6,6 +6,7 @@ Every number and path a command takes is checked here, when it is parsed or befo
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 from pathlib import Path
 
@@ -95,3 +96,19 @@ def read_result(csv: str | Path):
     if len(ids) != 1:
         raise ValueError(f"{csv.name} mixes rows of the runs {sorted(map(str, ids))}: each run writes its own file.")
     return frame, record
+
+
+def choose_run_store(args: argparse.Namespace) -> None:
+    """FULL runs keep their trainings in a run store (`runstore`), so a stopped run resumes; FAST never (nb 00)."""
+    from ..runstore import ENV
+    from ..runtime import repo_root
+
+    if args.run_store is not None and (not args.full or not args.use_run_store):
+        raise SystemExit(f"--run-store {args.run_store} needs --full and no --no-run-store: FAST runs are minutes "
+                         "and always train.")
+    if args.full and args.use_run_store:
+        folder = Path(args.run_store or repo_root() / "build" / "run-store").absolute()
+        os.environ[ENV] = str(folder)                  # the kernels papermill starts inherit it
+        print(f"run store: {folder} (finished trainings are loaded, not repeated; --no-run-store to retrain all)")
+    else:
+        os.environ.pop(ENV, None)                      # FAST, or asked to retrain: nothing loaded, nothing stored

@@ -110,6 +110,8 @@ def publish(notebook: str, metrics: dict, seconds: float) -> Path:
     meta = run_meta(seconds, metrics.get("_device"), metrics.get("_torch"), "FULL")
     if metrics.get("_precision"):
         meta["precision"] = metrics["_precision"]
+    if metrics.get("_run_store"):                        # trainings loaded from an earlier, stopped run
+        meta["run_store"] = {k: v for k, v in metrics["_run_store"].items() if k != "folder"}
     body = {k: v for k, v in metrics.items() if not k.startswith("_")}
     return _write(results_dir(must_exist=False) / f"{notebook}.json", {"meta": meta, "metrics": body})
 
@@ -175,6 +177,14 @@ def device_label(meta: dict) -> str:
     return f"{name} ({kind}), {threads}" if name else f"{device} ({kind})"
 
 
+def _resumed(meta: dict) -> str:
+    """' + 3,000 s of 40 stored trainings' for a run that loaded some trainings from its run store."""
+    rs = meta.get("run_store") or {}
+    if not rs.get("loaded"):
+        return ""
+    return f" + {rs['loaded_seconds']:,.0f} s of {rs['loaded']} stored trainings"
+
+
 def readme_block(notebooks: list[str]) -> str:
     """Markdown of run times and key FULL results, generated from results/ (notebook 00).
 
@@ -190,7 +200,7 @@ def readme_block(notebooks: list[str]) -> str:
     for nb in notebooks:
         t = fast["notebooks"].get(f"{nb}.ipynb")
         res = full[nb]
-        ft = f"{res['meta']['wall_time_s']:,.0f} s" if res else "not run"
+        ft = f"{res['meta']['wall_time_s']:,.0f} s{_resumed(res['meta'])}" if res else "not run"
         # runs before the precision policy (2026-11-30) were fp32 everywhere on CPU
         prec = (res["meta"].get("precision") or "fp32 (pre-policy)").split(" (auto")[0] if res else ""
         meta = res["meta"] if res else {}
