@@ -30,13 +30,13 @@ def _close(a, b):
     torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
 
 
-def _mean_over_ranks(t):
+def _mean_over_ranks(t, group):
     t = t.clone()
-    dist.all_reduce(t)
-    return t / dist.get_world_size()
+    dist.all_reduce(t, group=group)
+    return t / dist.get_world_size(group)
 
 
-def _check_factorised(rank, world, m, prior):
+def _check_factorised(rank, world, m, prior, group):
     g = torch.Generator().manual_seed(10 + m)
     b_local, c = 5, 4
     full = [torch.randn(world * b_local, c, generator=g, dtype=torch.float64) * 3 for _ in range(m)]
@@ -46,14 +46,14 @@ def _check_factorised(rank, world, m, prior):
     ref.loss.backward()
     sl = slice(rank * b_local, (rank + 1) * b_local)
     mine = [t[sl].clone().requires_grad_() for t in full]
-    out = losses.tcmax_loss(mine, labels[sl], label_prior=prior, group=dist.group.WORLD)
+    out = losses.tcmax_loss(mine, labels[sl], label_prior=prior, group=group)
     out.loss.backward()
     _close(out.loss, ref.loss)
     for a, r in zip(mine, ref_in):
         _close(a.grad / world, r.grad[sl])
 
 
-def _check_pair(rank, world, prior, negatives):
+def _check_pair(rank, world, prior, negatives, group):
     g = torch.Generator().manual_seed(3)
     b_local = 4
     za_full = torch.randn(world * b_local, 5, generator=g, dtype=torch.float64)
@@ -69,30 +69,40 @@ def _check_pair(rank, world, prior, negatives):
     if negatives is None:
         ref = losses.tcmax_loss_pairwise(ref_head, (ra, rv), labels, chunk_size=3, label_prior=prior)
         out = losses.tcmax_loss_pairwise(head, (a, v), labels[sl], chunk_size=3, label_prior=prior,
-                                         group=dist.group.WORLD)
+                                         group=group)
     else:
         ref = losses.tcmax_loss_sampled(ref_head, (ra, rv), labels, negatives, label_prior=prior,
                                         generator=torch.Generator().manual_seed(7))
         out = losses.tcmax_loss_sampled(head, (a, v), labels[sl], negatives, label_prior=prior,
-                                        generator=torch.Generator().manual_seed(7), group=dist.group.WORLD)
+                                        generator=torch.Generator().manual_seed(7), group=group)
     ref.loss.backward()
     out.loss.backward()
     _close(out.loss, ref.loss)
     _close(a.grad / world, ra.grad[sl])
     _close(v.grad / world, rv.grad[sl])
     for p, r in zip(head.parameters(), ref_head.parameters()):
-        _close(_mean_over_ranks(p.grad), r.grad)
+        _close(_mean_over_ranks(p.grad, group), r.grad)
+
+
+def _check_losses(rank, world, group):
+    for prior in ("uniform", "batch"):
+        for m in (2, 3):
+            _check_factorised(rank, world, m, prior, group)
+        _check_pair(rank, world, prior, None, group)
+        _check_pair(rank, world, prior, 50, group)
 
 
 def _worker(rank, world, init_file):
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
         assert distributed.active() and distributed.world_size() == world
-        for prior in ("uniform", "batch"):
-            for m in (2, 3):
-                _check_factorised(rank, world, m, prior)
-            _check_pair(rank, world, prior, None)
-            _check_pair(rank, world, prior, 50)
+        _check_losses(rank, world, dist.group.WORLD)
+        # 2 processes: a group of ranks 0 and 1 inside the same job (every rank creates it; rank 2 idles), which
+        # also checks that the losses gather over the group they are given, not the whole job
+        pair = dist.new_group([0, 1])
+        if rank < 2:
+            _check_losses(rank, 2, pair)
+        dist.barrier()
         with distributed.local():
             assert not distributed.active() and distributed.group_or_none() is None
         # ragged shards are refused, on every rank, with a message that says what to do
@@ -116,9 +126,9 @@ def _worker(rank, world, init_file):
         dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("world", [2, 3])
-def test_distributed_losses_equal_the_global_batch(world, tmp_path):
-    mp.spawn(_worker, args=(world, str(tmp_path / "init")), nprocs=world, join=True)
+def test_distributed_losses_equal_the_global_batch(tmp_path):
+    """3 processes, and 2 as a group inside them (one job: 3 process starts instead of 5)."""
+    mp.spawn(_worker, args=(3, str(tmp_path / "init")), nprocs=3, join=True)
 
 
 def _free_port():
