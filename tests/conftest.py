@@ -12,6 +12,8 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 os.environ.setdefault("PYTHONHASHSEED", "0")
 os.environ.setdefault("SOURCE_DATE_EPOCH", "0")
 os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+os.environ.pop("TCMAX_RUN_STORE", None)   # a store left set for a FULL run must not serve (or collect) the tests'
+                                          # trainings: the suite trains; tests/test_runstore.py sets its own
 if os.environ.get("PYTEST_XDIST_WORKER"):                   # `make unit` spreads the unit tests over one worker a
     os.environ["OMP_NUM_THREADS"] = "1"                      # core (pytest-xdist): each worker and what it starts
     os.environ["MKL_NUM_THREADS"] = "1"                      # keep to one thread, or 2 workers x 2 threads fight
