@@ -81,7 +81,7 @@ def measure(form: str, b: int, c: int, device: str, reps: int, threads: int) -> 
     return out["sec"], max(out["rss"] - inputs["rss"], 0)
 
 
-@functools.lru_cache(maxsize=None)          # the inputs-only baseline of a (B, C) is measured once, not per form
+@functools.cache                            # the inputs-only baseline of a (B, C) is measured once, not per form
 def _child(form: str, b: int, c: int, reps: int, threads: int) -> dict:
     """One configuration in a fresh subprocess: {'sec': seconds per rep, 'rss': its peak RSS in bytes}."""
     cmd = [sys.executable, __file__, "--child", "--form", form, "--b", str(b), "--c", str(c),

@@ -10,10 +10,12 @@
 
 A FULL run of notebook 07 trains a few hundred networks over hours; `tcmax series run --full` keeps every
 finished training here (build/run-store), and a second run of the same notebook trains only what is missing.
-An entry is found only when everything that decides its result is unchanged: the library's code (every
-module outside `course/`; comments and docstrings aside), Python's and torch's versions, the device type
-and precision, the method and its settings, the initial weights and architecture, the training and
-validation data, and every training setting. A change to any of them is a new key, never a stale hit.
+An entry is found only when everything that decides its result is unchanged (`fingerprint`): the code a
+training runs (the library's trainer, methods and models and what they import, and any class a notebook
+defines; comments and docstrings aside), Python's and torch's versions, the device type and precision,
+the method and its settings, the initial weights and architecture, the training and validation data, and
+every training setting. A change to any of them is a new key, never a stale hit. Metrics are not stored:
+a loaded training is measured again, so code that only measures or reads results may change freely.
 Entries are written atomically (`files`), carry their own key, and a file that cannot be read is an error
 naming it; nothing half-written is ever used.
 Stored trainings keep their device, date and seconds, and a notebook records how many it loaded
@@ -22,15 +24,14 @@ Stored trainings keep their device, date and seconds, and a notebook records how
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import datetime as dt
-import functools
+import errno
 import hashlib
 import json
 import os
-import sys
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -39,71 +40,10 @@ import pandas as pd
 import torch
 
 from .checks import TrainingDivergedError
+from .fingerprint import NotStorable, class_code, describe, describe_method, library_fingerprint
 
 ENV = "TCMAX_RUN_STORE"
 FORMAT = 1
-
-
-class NotStorable(Exception):
-    """A value the key cannot describe exactly (a function, an object without fields): train, do not store (nb 00)."""
-
-
-def code_digest(source: str) -> str:
-    """sha256 of a module's code without its comments, docstrings and layout (notebook 00).
-
-    Two sources that differ only in those compile to the same trainer, so a fixed typo in a docstring
-    does not throw away hours of stored trainings; any change to the code does.
-    """
-    tree = ast.parse(source)
-    for node in ast.walk(tree):
-        body = getattr(node, "body", None)
-        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
-                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
-            node.body = body[1:] or [ast.Pass()]
-    return hashlib.sha256(ast.dump(tree, include_attributes=False).encode()).hexdigest()
-
-
-@functools.lru_cache(maxsize=1)
-def library_fingerprint() -> str:
-    """sha256 of the code (`code_digest`) of the library outside `course/`: what trains and measures (nb 00)."""
-    pkg = Path(__file__).resolve().parent
-    h = hashlib.sha256(f"python {sys.version_info[0]}.{sys.version_info[1]}".encode())
-    for path in sorted(p for p in pkg.rglob("*.py") if "course" not in p.relative_to(pkg).parts[:1]):
-        h.update(str(path.relative_to(pkg)).encode() + b"\0" + code_digest(path.read_text()).encode())
-    return h.hexdigest()
-
-
-def _tensor_digest(t: torch.Tensor) -> str:
-    t = t.detach().cpu().contiguous()
-    raw = t.reshape(-1).view(torch.uint8) if t.numel() else torch.zeros(0, dtype=torch.uint8)
-    return hashlib.sha256(f"{t.dtype}{tuple(t.shape)}".encode() + raw.numpy().tobytes()).hexdigest()
-
-
-def describe(value: Any) -> Any:
-    """A JSON-able description that is equal exactly when the values are (tensors by content) (notebook 00)."""
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        return repr(value)                                    # exact, and NaN/inf stay JSON-able
-    if isinstance(value, torch.Tensor):
-        return {"tensor": _tensor_digest(value)}
-    if isinstance(value, torch.device):
-        return {"device": value.type}
-    if isinstance(value, (list, tuple)):
-        return [describe(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): describe(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {"class": f"{type(value).__module__}.{type(value).__qualname__}",
-                **{f.name: describe(getattr(value, f.name)) for f in dataclasses.fields(value)}}
-    raise NotStorable(f"{type(value).__qualname__} has no exact description")
-
-
-def _describe_method(method: Any) -> Any:
-    if dataclasses.is_dataclass(method):
-        return describe(method)
-    state = {k: v for k, v in vars(method).items() if not k.startswith("_")}
-    return {"class": f"{type(method).__module__}.{type(method).__qualname__}", **describe(state)}
 
 
 def _describe_split(split: Any) -> Any:
@@ -115,7 +55,7 @@ class RunStore:
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
-        self.loaded, self.trained, self.loaded_seconds = 0, 0, 0.0
+        self.loaded, self.trained, self.not_stored, self.loaded_seconds = 0, 0, 0, 0.0
         self.loaded_devices: dict[str, int] = {}
 
     def key(self, model: torch.nn.Module, method: Any, train: Any, val: Any, cfg: Any, precision: Any) -> str | None:
@@ -125,7 +65,8 @@ class RunStore:
         settings["precision"] = precision.name                # the resolved policy, not the preference
         try:
             parts = {"format": FORMAT, "library": library_fingerprint(), "torch": torch.__version__,
-                     "method": _describe_method(method), "architecture": repr(model),
+                     "method": describe_method(method), "architecture": repr(model),
+                     "model_code": class_code({c for m in model.modules() for c in type(m).__mro__}),
                      "weights": describe(dict(model.state_dict())), "train": _describe_split(train),
                      "val": _describe_split(val), "config": describe(settings)}
         except NotStorable:
@@ -169,9 +110,18 @@ class RunStore:
         info = {"key": key, "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                 "device": _device_label(), "torch": torch.__version__, **info}
         path = self.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
         entry = {"info": json.dumps(info), "state": state, "history": history}
-        write_atomically(path, lambda tmp: torch.save(entry, tmp))
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomically(path, lambda tmp: torch.save(entry, tmp))    # whole, or nothing at all
+        except (OSError, RuntimeError) as exc:   # the training is done and sound: keep it, say what the store lost
+            self.not_stored += 1
+            why = "no space left on its disk" if getattr(exc, "errno", None) == errno.ENOSPC else \
+                f"{type(exc).__name__}: {exc}"
+            warnings.warn(f"run store: this training was not stored ({why}). The run goes on "
+                          f"with it, but a resumed run will train it again: free space in {self.root} or fix its "
+                          "permissions, or run with --no-run-store.", RuntimeWarning, stacklevel=4)
+            return
         self.trained += 1
 
     def save(self, key: str, model: torch.nn.Module, history: pd.DataFrame, seconds: float) -> None:
@@ -186,7 +136,7 @@ class RunStore:
 
     def summary(self) -> dict:
         """What this process took from the store and what it added (recorded in a notebook's results)."""
-        return {"folder": str(self.root), "loaded": self.loaded, "trained": self.trained,
+        return {"folder": str(self.root), "loaded": self.loaded, "trained": self.trained, "not_stored": self.not_stored,
                 "loaded_seconds": round(self.loaded_seconds, 1),
                 "loaded_devices": dict(sorted(self.loaded_devices.items()))}
 
