@@ -159,7 +159,7 @@ def test_cli_runs_the_protocol_and_writes_its_record(tmp_path, capsys):
     import pandas as pd
 
     out = tmp_path / "res.csv"
-    cli.main(["cremad", "train", "--subset", "offline", "--method", "joint,tcmax", "--epochs", "2", "--seeds", "1",
+    cli.main(["cremad", "train", "--subset", "offline", "--method", "joint,tcmax", "--epochs", "1", "--seeds", "1",
              "--lr-grid", "0.001,0.01", "--frame-size", "64", "--batch-size", "4", "--device", "cpu", "--workers",
              "1", "--out", str(out)])
     text = capsys.readouterr().out
