@@ -147,6 +147,8 @@ def tail_slopes(record: Mapping, alpha: float = 0.05) -> dict[str, Reading]:
     """
     check_record(record)
     k = tail_epochs(record)
+    if k < 2:                                              # one epoch has no slope (and polyfit would not converge)
+        return {}
     slopes = {m: [float(np.polyfit(np.arange(k), np.asarray(c[-k:], dtype=float), 1)[0]) for c in curves]
               for m, curves in record["val_curve"].items() if curves and all(len(c) >= k for c in curves)}
     return read_family({m: (v, [0.0] * len(v)) for m, v in slopes.items() if len(v) >= 2}, None, alpha) \
@@ -176,6 +178,8 @@ def curve_shortfalls(record: Mapping) -> list[str]:
         out.append("no validation curves stored: the tail rule cannot be checked (a record from before it)")
         return out
     k = tail_epochs(record)
+    if k < 2:
+        out.append(f"{record['epochs']} epoch: the tail rule needs at least 2 epochs to read a slope")
     for m, r in tail_slopes(record).items():
         if r.verdict == "resolved above":
             out.append(f"{m}: validation accuracy still rising over the last {k} epochs "

@@ -169,6 +169,10 @@ def test_choice_and_difference_frames_read_the_record():
     alone = {**rec, "lr": {"joint": 0.1}, "val_curve": {"joint": curves["joint"]},
              "per_seed": {"joint": rec["per_seed"]["joint"]}, "val_acc_by_lr": {"joint": rec["val_acc_by_lr"]["joint"]}}
     assert protocol.curve_shortfalls(alone) == []
+    # one epoch has no slope: the rule says it cannot be read (polyfit on one point raised LinAlgError before)
+    one = {**alone, "epochs": 1, "selection_best_epoch": {"joint": 0}, "val_curve": {"joint": [[0.5], [0.6], [0.7]]}}
+    assert protocol.tail_slopes(one) == {}
+    assert "1 epoch: the tail rule needs at least 2 epochs to read a slope" in protocol.curve_shortfalls(one)
 
 
 def test_add_seeds_appends_new_seeds_at_the_chosen_rates_and_seed_plan_sizes_them():
