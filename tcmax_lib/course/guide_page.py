@@ -99,7 +99,9 @@ def guide_markdown() -> str:
             "mode runs the whole pipeline on six clips. Without a GPU: run FAST, read the committed text, and use "
             "Exercises 06.1-06.3, which need no training.",
             f"- **07** FULL runs on a CPU ({times['07']['full_cpu']}); in class, run FAST and read the committed "
-            "FULL run, which every table and figure of the notebook shows without running.", "",
+            "FULL run, which every table and figure of the notebook shows without running. To re-run it on a "
+            "course server over several sittings, repeat `tcmax series run --full --only 07`: finished trainings "
+            "are kept in `build/run-store/` and loaded, not repeated (README, *FAST and FULL mode*).", "",
             "## Grading", "",
             "- `make student` (or `tcmax course student --out DIR`) writes the student edition; `student/` is the "
             "committed copy that Colab opens. Hand students either.",
