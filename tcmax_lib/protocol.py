@@ -90,6 +90,7 @@ class LRChoice:
     best_epoch: dict[float, int]           # -1: the rate diverged
     epochs: int
     val_curve: dict[float, list[float]] = field(default_factory=dict)   # validation accuracy per epoch, per rate
+    diverged_reported: dict[float, str] = field(default_factory=dict)   # rates given up: a reported seed diverged
 
     @property
     def at_edge(self) -> bool:
@@ -165,6 +166,8 @@ class Comparison:
                "val_acc_by_lr": {m: {f"{lr:g}": v if math.isfinite(v) else None for lr, v in c.val_acc.items()}
                                  for m, c in self.choices.items()},                 # None: the rate diverged
                "selection_best_epoch": {m: c.best_epoch[c.lr] for m, c in self.choices.items()},
+               "diverged_reported": {m: {f"{lr:g}": msg for lr, msg in c.diverged_reported.items()}
+                                     for m, c in self.choices.items() if c.diverged_reported},
                "selection_val_curve": {m: {f"{lr:g}": v for lr, v in c.val_curve.items()}
                                        for m, c in self.choices.items()},
                "per_seed": per_seed,
@@ -216,13 +219,39 @@ def compare(methods: Sequence[str], splits: Splits | Callable[[int], Splits],
         else:
             choices[method] = select_lr(method, splits, model_fn, config, protocol, method_kw=kw,
                                         max_train=max_train)
-        cfg = replace(config, lr=choices[method].lr, **method_config.get(method, {}))
-        res, kept = run_grid([method], protocol.seeds, splits, model_fn, cfg,
-                             keep=keep, method_kw={method: kw} if kw else None, max_train=max_train,
-                             on_run=on_run, **run_kw)
+        res, kept = _reported_runs(method, choices[method], protocol, splits, model_fn, config,
+                                   dict(keep=keep, method_kw={method: kw} if kw else None, max_train=max_train,
+                                        on_run=on_run, **run_kw), method_config.get(method, {}))
         frames.append(res.assign(head=used, lr=choices[method].lr))
         runs.update(kept)
     return Comparison(pd.concat(frames, ignore_index=True), choices, protocol, config, runs, curves)
+
+
+def _reported_runs(method: str, choice: LRChoice, protocol: Protocol, splits, model_fn: ModelFn, config: TrainConfig,
+                   grid_kw: dict, reporting: dict) -> tuple[pd.DataFrame, dict]:
+    """The reported seeds at the chosen rate; if one diverges, the next rate by selection accuracy, all seeds again.
+
+    The rule that no diverging rate is chosen (`select_lr`) also covers the reported seeds: a rate at which
+    any of them diverges is given up (recorded in `choice.diverged_reported`), and every seed is rerun at the
+    next-best rate of the selection seed, so the seeds stay paired at one rate. Given rates (no grid) have no
+    fallback: their divergence is an error naming the method, rate and seed.
+    """
+    order = sorted((lr for lr, v in choice.val_acc.items() if math.isfinite(v)),
+                   key=lambda lr: (-choice.val_acc[lr], lr))           # best first, ties to the smaller rate
+    order = [choice.lr] + [lr for lr in order if lr != choice.lr]
+    for lr in order:
+        try:
+            out = run_grid([method], protocol.seeds, splits, model_fn, replace(config, lr=lr, **reporting), **grid_kw)
+        except TrainingDivergedError as exc:
+            choice.diverged_reported[lr] = str(exc)
+            if not choice.val_acc:                                          # a given rate: nothing to fall back on
+                raise TrainingDivergedError(f"{method} at the given rate {lr:g} diverged on a reported seed: {exc}"
+                                            ) from exc
+            continue
+        choice.lr = lr
+        return out
+    raise TrainingDivergedError(f"{method}: at every rate that trained on the selection seed ({order}), a reported "
+                                f"seed diverged; add smaller rates to the grid. {choice.diverged_reported}")
 
 
 def add_seeds(record: Mapping, methods: Sequence[str], seeds: Sequence[int], splits: Splits | Callable[[int], Splits],

@@ -161,7 +161,8 @@ def curve_shortfalls(record: Mapping) -> list[str]:
     - the grid: the chosen rate is not its smallest or largest (a wider grid might do better);
     - the selection run's best validation epoch is not its last (more epochs might do better);
     - the tail: over the reported seeds, validation accuracy is not still rising over the last epochs
-      (`tail_slopes`), the check that still bites under StepLR.
+      (`tail_slopes`), the check that still bites under StepLR;
+    - the chosen rate trained on every reported seed (else `compare` fell back to the next-best rate, named).
 
     Rates given to `compare` (no grid searched) are not judged on the grid.
     """
@@ -174,6 +175,9 @@ def curve_shortfalls(record: Mapping) -> list[str]:
             out.append(f"{m}: rate {lr:g} at the {'bottom' if lr == grid[0] else 'top'} of the grid")
         if record["selection_best_epoch"][m] == last:
             out.append(f"{m}: the selection run was best at its last epoch ({last + 1} of {record['epochs']})")
+    for m, given_up in record.get("diverged_reported", {}).items():
+        out.append(f"{m}: rate {', '.join(given_up)} diverged on a reported seed; reported at the next-best rate of "
+                   f"the selection seed, {record['lr'][m]:g}")
     if "val_curve" not in record:
         out.append("no validation curves stored: the tail rule cannot be checked (a record from before it)")
         return out

@@ -227,3 +227,36 @@ def test_powered_readings_read_each_comparison_on_its_own_seeds_as_one_family():
     bad = {**own, "comparisons": {**own["comparisons"], "unimodal": short}}
     with pytest.raises(ValueError, match="the powered comparison tcmax - unimodal: method 'tcmax'"):
         protocol.powered_readings(bad)
+
+
+def test_a_rate_that_diverges_on_a_reported_seed_gives_way_to_the_next_best(monkeypatch):
+    """The selection seed trains at the chosen rate, a reported seed does not: every seed reruns at the next rate."""
+    p = protocol.Protocol((0.003, 0.03, 0.3), (0, 1), selection_seed=7)
+    first = protocol.compare(["joint"], splits, model, "concat", CONFIG, p)
+    chosen = first.choices["joint"].lr
+    real = protocol.run_grid
+    calls = []
+
+    def diverges_at_chosen(methods, seeds, *a, **k):                   # the chosen rate blows up on seed 1
+        calls.append(a[2].lr)
+        if a[2].lr == chosen:
+            raise TrainingDivergedError(f"joint diverged in epoch 2 at lr {chosen:g}: seed 1")
+        return real(methods, seeds, *a, **k)
+
+    monkeypatch.setattr(protocol, "run_grid", diverges_at_chosen)
+    cmp = protocol.compare(["joint"], splits, model, "concat", CONFIG, p)
+    acc = first.choices["joint"].val_acc
+    runner_up = min((lr for lr in acc if lr != chosen), key=lambda lr: (-acc[lr], lr))
+    assert calls == [chosen, runner_up] and cmp.choices["joint"].lr == runner_up
+    rec = cmp.record(["acc"])
+    assert rec["lr"]["joint"] == runner_up and list(rec["diverged_reported"]["joint"]) == [f"{chosen:g}"]
+    assert set(cmp.results["lr"]) == {runner_up} and len(rec["per_seed"]["joint"]["acc"]) == 2   # still paired
+    assert (f"joint: rate {chosen:g} diverged on a reported seed; reported at the next-best rate of the selection "
+            f"seed, {runner_up:g}") in protocol.curve_shortfalls(rec)
+    # a given rate has nothing to fall back on: the error names the method and the rate
+    with pytest.raises(TrainingDivergedError, match=f"joint at the given rate {chosen:g} diverged on a reported"):
+        protocol.compare(["joint"], splits, model, "concat", CONFIG, p, lr={"joint": chosen})
+    # no rate left: say so, and what to do
+    monkeypatch.setattr(protocol, "run_grid", lambda *a, **k: (_ for _ in ()).throw(TrainingDivergedError("x")))
+    with pytest.raises(TrainingDivergedError, match="a reported seed diverged; add smaller rates"):
+        protocol.compare(["joint"], splits, model, "concat", CONFIG, p)
