@@ -1,8 +1,7 @@
 """A store of finished trainings, so that an interrupted FULL run resumes where it stopped (notebook 00).
 
     RunStore(root)                      -> one folder of entries, one file per finished `fit`
-    RunStore.key(model, method, train, val, cfg, precision) -> the entry's name: a hash of everything that
-                                           decides the result (None: this training cannot be stored)
+    RunStore.key(model, ..., precision) -> the entry's name: a hash of what decides it (None: not storable)
     RunStore.load(key, model)           -> (model, history) of a stored training, or None
     RunStore.save(key, model, history, seconds) / save_diverged(key, message, seconds)
     active()                            -> the store named by env TCMAX_RUN_STORE, or None (the default)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
@@ -118,7 +119,10 @@ def _build(root: Path, clips: list[str], preset: CremadPreset, cache_dir: Path |
     specs = np.lib.format.open_memmap(root / "specs.npy.part", "w+", np.float16, (len(clips), 1, h, w))
     workers = workers or default_workers()
     jobs = [(p, preset) for p in paths]
-    with ProcessPoolExecutor(workers, initializer=_one_thread) if workers > 1 else _Serial() as pool:
+    # spawn, not fork: a process that decoded with PyAV before (a benchmark, a notebook) holds FFmpeg's locks, and a
+    # forked worker inherits them locked and hangs in its first decode (seen in CI: 300 s, then killed)
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=spawn, initializer=_one_thread) if workers > 1 else _Serial() as pool:
         results = pool.map(_work, jobs, chunksize=4)
         for i, (f, sp) in enumerate(tqdm(results, total=len(jobs), desc="decoding", disable=progress_off(progress))):
             if sp.shape != specs.shape[1:]:
