@@ -5,6 +5,7 @@
     compare(methods, splits, make_model, head, config, protocol) -> Comparison (per-seed rows, the choices)
     Comparison.record(cols)                         -> the dict stored in results/: every per-seed value
     add_seeds(record, methods, seeds, ...)          -> the same methods at their chosen rates on more seeds
+    at_next_rate(record, methods, ...)              -> the same seeds at each method's next-best rate (a control)
     frame, verdict, choice_frame, difference_frame, ...  the readers of a stored record (`records`), also here
 
 The rules (the series' evidence protocol): one optimiser for every method; a learning-rate grid of at
@@ -184,11 +185,13 @@ def compare(methods: Sequence[str], splits: Splits | Callable[[int], Splits],
             make_model: Callable[[str, int], object], head: str, config: TrainConfig, protocol: Protocol, *,
             method_kw: dict | None = None, max_train: int | None = None, keep: str = "first",
             lr: Mapping[str, float] | None = None, method_config: Mapping[str, Mapping] | None = None,
-            **run_kw) -> Comparison:
+            choices: Mapping[str, LRChoice] | None = None, **run_kw) -> Comparison:
     """Every method on its native head: its rate chosen by `select_lr`, then the protocol's seeds (notebook 07).
 
     `lr` gives already chosen rates (e.g. a head comparison that reuses the main table's choices); the
-    methods it names skip the selection, and their choice records only the rate. `method_config` changes
+    methods it names skip the selection, and their choice records only the rate. `choices` gives whole
+    `LRChoice`s instead (`at_next_rate`): no selection, and a rate a reported seed diverges at falls back
+    to the next of its `val_acc`, as after a selection. `method_config` changes
     `TrainConfig` fields of some methods' reported runs only, e.g. `{"joint": {"track_train": True}}` for the
     runs a figure reads training curves from (training behaviour fields are refused: the protocol is one).
     """
@@ -201,7 +204,7 @@ def compare(methods: Sequence[str], splits: Splits | Callable[[int], Splits],
     if stray or changed:
         raise ValueError(f"compare: method_config names method(s) {stray} not compared, or field(s) {changed} that "
                          f"change training; it may set only {sorted(_REPORTING_FIELDS)}.")
-    frames, choices, runs, curves = [], {}, {}, {}
+    frames, choices_, runs, curves = [], {}, {}, {}
     caller_on_run = run_kw.pop("on_run", None)
 
     def on_run(method: str, seed: int, res: Run) -> None:              # keep every run's validation curve
@@ -213,18 +216,21 @@ def compare(methods: Sequence[str], splits: Splits | Callable[[int], Splits],
         used = native_head(method, head)
         model_fn = (lambda seed, h=used: make_model(h, seed))
         kw = (method_kw or {}).get(method)
-        if lr is not None and method in lr:
-            choices[method] = LRChoice(lr=float(lr[method]), val_acc={}, best_epoch={float(lr[method]): -1},
+        if choices is not None and method in choices:
+            choices_[method] = replace(choices[method], val_acc=dict(choices[method].val_acc),
+                                       diverged_reported=dict(choices[method].diverged_reported))
+        elif lr is not None and method in lr:
+            choices_[method] = LRChoice(lr=float(lr[method]), val_acc={}, best_epoch={float(lr[method]): -1},
                                        epochs=config.epochs)
         else:
-            choices[method] = select_lr(method, splits, model_fn, config, protocol, method_kw=kw,
+            choices_[method] = select_lr(method, splits, model_fn, config, protocol, method_kw=kw,
                                         max_train=max_train)
-        res, kept = _reported_runs(method, choices[method], protocol, splits, model_fn, config,
+        res, kept = _reported_runs(method, choices_[method], protocol, splits, model_fn, config,
                                    dict(keep=keep, method_kw={method: kw} if kw else None, max_train=max_train,
                                         on_run=on_run, **run_kw), method_config.get(method, {}))
-        frames.append(res.assign(head=used, lr=choices[method].lr))
+        frames.append(res.assign(head=used, lr=choices_[method].lr))
         runs.update(kept)
-    return Comparison(pd.concat(frames, ignore_index=True), choices, protocol, config, runs, curves)
+    return Comparison(pd.concat(frames, ignore_index=True), choices_, protocol, config, runs, curves)
 
 
 def _reported_runs(method: str, choice: LRChoice, protocol: Protocol, splits, model_fn: ModelFn, config: TrainConfig,
@@ -282,3 +288,32 @@ def add_seeds(record: Mapping, methods: Sequence[str], seeds: Sequence[int], spl
                 out["per_seed"][m][c] += more["per_seed"][m][c]
             out["val_curve"][m] += more["val_curve"][m]
     return out
+
+
+def at_next_rate(record: Mapping, methods: Sequence[str], splits: Splits | Callable[[int], Splits],
+                 make_model: Callable[[str, int], object], head: str, config: TrainConfig, cols: Sequence[str], *,
+                 max_train: int | None = None, method_kw: dict | None = None) -> dict:
+    """The record's seeds with each method at its next-best rate of the selection seed: the choice's control (nb 07).
+
+    The next-best rate is the best selection accuracy after the chosen rate (rates that diverged, on the
+    selection seed or a reported one, are out); if a reported seed diverges there, the next after it, as in
+    `compare`. A verdict that holds both in `record` and here does not rest on which of two close rates one
+    selection seed preferred. Returns a record of the same form (its `lr` the rates used).
+    """
+    check_record(record, "at_next_rate")
+    choices = {}
+    for m in methods:
+        given_up = set(record.get("diverged_reported", {}).get(m, {}))
+        val = {float(g): v for g, v in record["val_acc_by_lr"][m].items()
+               if v is not None and g not in given_up and float(g) != record["lr"][m]}
+        if not val:
+            raise ValueError(f"at_next_rate: {m} has no rate besides {record['lr'][m]:g} that trained on the selection "
+                             f"seed (a record of given rates, or every other rate diverged); leave {m} out.")
+        lr = max(sorted(val), key=val.get)                                 # the first maximum: the smaller rate
+        curves = record.get("selection_val_curve", {}).get(m, {})
+        best = {r: (max(range(len(c)), key=c.__getitem__) if (c := curves.get(f"{r:g}")) else -1) for r in val}
+        choices[m] = LRChoice(lr=lr, val_acc=val, best_epoch=best, epochs=config.epochs,
+                              val_curve={r: curves[f"{r:g}"] for r in val if f"{r:g}" in curves})
+    protocol = Protocol(record["lr_grid"], tuple(record["seeds"]), record["selection_seed"])
+    return compare(methods, splits, make_model, head, replace(config, track_train=False), protocol, keep="none",
+                   choices=choices, max_train=max_train, method_kw=method_kw).record(cols)

@@ -111,11 +111,19 @@ def _acc(v: float | None) -> str:
     return "diverged" if v is None or v == -np.inf else f"{v:.3f}"
 
 
+def _lead(val: Mapping, lr: float, given_up: Mapping) -> str:
+    """The chosen rate's validation accuracy minus the best other usable rate's; '-' without a grid."""
+    others = [v for g, v in val.items() if g != f"{lr:g}" and g not in given_up and v not in (None, -np.inf)]
+    return f"{val[f'{lr:g}'] - max(others):+.3f}" if val and others else "-"
+
+
 def choice_frame(record: Mapping) -> pd.DataFrame:
     """Per method: the chosen rate, validation accuracy per rate and the learning-curve warnings (notebook 07).
 
-    'at grid edge': a wider grid might do better; 'seeds best at last epoch': those runs were still
-    improving (needs `best_epoch` among the recorded columns). Rates given to `compare` show no grid.
+    'at grid edge': a wider grid might do better; 'lead over next rate': the chosen rate's validation accuracy
+    minus the best other rate's on the selection seed (a lead of one or two validation items is a choice one
+    seed cannot make reliably); 'seeds best at last epoch': those runs were still improving (needs `best_epoch`
+    among the recorded columns). Rates given to `compare` show no grid.
     """
     check_record(record)
     grid, last, n = record["lr_grid"], record["epochs"] - 1, len(record["seeds"])
@@ -126,6 +134,7 @@ def choice_frame(record: Mapping) -> pd.DataFrame:
         epochs = record["per_seed"][m].get("best_epoch")
         rows[m] = {"lr": lr, "val acc per lr": " / ".join(_acc(val[f"{g:g}"]) for g in grid) if val else "given",
                    "at grid edge": bool(val) and len(grid) > 1 and lr in (grid[0], grid[-1]),
+                   "lead over next rate": _lead(val, lr, record.get("diverged_reported", {}).get(m, {})),
                    "best epoch (selection)": f"{best + 1} of {record['epochs']}" if best >= 0 else "-",
                    "seeds best at last epoch": "-" if epochs is None else f"{sum(e == last for e in epochs)} of {n}"}
     return pd.DataFrame(rows).T

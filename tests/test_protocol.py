@@ -137,6 +137,10 @@ def test_choice_and_difference_frames_read_the_record():
     assert ch.loc["joint", "val acc per lr"] == "0.500 / 0.700 / 0.600" and not ch.loc["joint", "at grid edge"]
     assert ch.loc["tcmax", "at grid edge"] and ch.loc["tcmax", "best epoch (selection)"] == "10 of 10"
     assert ch.loc["joint", "seeds best at last epoch"] == "2 of 3" and ch.loc["given", "val acc per lr"] == "given"
+    assert ch.loc["joint", "lead over next rate"] == "+0.100" and ch.loc["tcmax", "lead over next rate"] == "+0.200"
+    assert ch.loc["given", "lead over next rate"] == "-"
+    fallback = {**rec, "lr": {**rec["lr"], "tcmax": 0.1}, "diverged_reported": {"tcmax": {"1": "diverged"}}}
+    assert protocol.choice_frame(fallback).loc["tcmax", "lead over next rate"] == "+0.100"   # 1.0 was given up
     diff = protocol.difference_frame(rec, ["acc"])
     d = stats.paired_difference(rec["per_seed"]["tcmax"]["acc"], rec["per_seed"]["joint"]["acc"])
     assert diff.loc["tcmax", "acc"] == f"{d.mean:+.3f} ± {d.half_width:.3f} (above)" and d.side == "> 0"
@@ -260,3 +264,39 @@ def test_a_rate_that_diverges_on_a_reported_seed_gives_way_to_the_next_best(monk
     monkeypatch.setattr(protocol, "run_grid", lambda *a, **k: (_ for _ in ()).throw(TrainingDivergedError("x")))
     with pytest.raises(TrainingDivergedError, match="a reported seed diverged; add smaller rates"):
         protocol.compare(["joint"], splits, model, "concat", CONFIG, p)
+
+
+def test_at_next_rate_reruns_the_seeds_at_the_runner_up_rate_with_the_same_fallback(monkeypatch):
+    """The control of the rate choice: each method's next-best selection rate, the same seeds, paired."""
+    p = protocol.Protocol((0.003, 0.03, 0.3), (0, 1), selection_seed=7)
+    rec = protocol.compare(["joint", "tcmax"], splits, model, "concat", CONFIG, p, keep="none").record(["acc"])
+    runner_up = {}
+    for m in ("joint", "tcmax"):                                      # written out: best after the chosen rate
+        val = {float(g): v for g, v in rec["val_acc_by_lr"][m].items() if float(g) != rec["lr"][m]}
+        runner_up[m] = min(val, key=lambda lr: (-val[lr], lr))
+    nxt = protocol.at_next_rate(rec, ["joint", "tcmax"], splits, model, "concat", CONFIG, ["acc"])
+    assert nxt["lr"] == runner_up and nxt["seeds"] == rec["seeds"] and nxt["selection_seed"] == 7
+    given = protocol.compare(["joint", "tcmax"], splits, model, "concat", CONFIG, p, lr=runner_up,
+                             keep="none").record(["acc"])
+    assert nxt["per_seed"] == given["per_seed"]                       # the same runs as the rates given outright
+    assert f"{rec['lr']['joint']:g}" not in nxt["val_acc_by_lr"]["joint"]   # the chosen rate is out of its grid
+    # a rate a reported seed diverged at is out too, and a divergence at the runner-up falls back further
+    gone = {**rec, "diverged_reported": {"joint": {f"{runner_up['joint']:g}": "diverged"}}}
+    third = ({0.003, 0.03, 0.3} - {rec["lr"]["joint"], runner_up["joint"]}).pop()
+    assert protocol.at_next_rate(gone, ["joint"], splits, model, "concat", CONFIG, ["acc"])["lr"] == {"joint": third}
+    real = protocol.run_grid
+
+    def diverges_at(lr):
+        def run(methods, seeds, *a, **k):
+            if a[2].lr == lr:
+                raise TrainingDivergedError(f"diverged at lr {lr:g}")
+            return real(methods, seeds, *a, **k)
+        return run
+
+    monkeypatch.setattr(protocol, "run_grid", diverges_at(runner_up["joint"]))
+    fell = protocol.at_next_rate(rec, ["joint"], splits, model, "concat", CONFIG, ["acc"])
+    assert fell["lr"] == {"joint": third} and list(fell["diverged_reported"]["joint"]) == [f"{runner_up['joint']:g}"]
+    monkeypatch.setattr(protocol, "run_grid", real)
+    only = {**rec, "val_acc_by_lr": {**rec["val_acc_by_lr"], "joint": {f"{rec['lr']['joint']:g}": 0.9}}}
+    with pytest.raises(ValueError, match="joint has no rate besides"):
+        protocol.at_next_rate(only, ["joint"], splits, model, "concat", CONFIG, ["acc"])
