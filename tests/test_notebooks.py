@@ -294,6 +294,15 @@ def check_07(m):
     for name, r in main.items():
         assert set(r["val_curve"]) == methods and "curve_shortfalls" in r and "protocol_shortfalls" in r, name
         assert all(len(c) == r["epochs"] for v in r["val_curve"].values() for c in v), name
+    # the control of the rate choice: the same seeds, each method at another rate of the grid, the one the
+    # selection seed ranked next (FAST: the toys only)
+    assert set(m["next_rate"]) == {"toy A", "toy B"}
+    for name, nxt in m["next_rate"].items():
+        r = main[name]
+        assert nxt["seeds"] == r["seeds"] and set(nxt["lr"]) == methods, name
+        for k, lr in nxt["lr"].items():
+            val = {float(g): v for g, v in r["val_acc_by_lr"][k].items() if float(g) != r["lr"][k]}
+            assert lr != r["lr"][k] and lr == min(val, key=lambda g: (-val[g], g)), (name, k)
     # the powered comparison: each comparison its own paired record, the main table's seeds first, then as many
     # more as its own question needs (capped), at the main table's rates; TCMax's runs are the same in each
     p = m["powered"]
