@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 
-from tcmax_lib import experiments, protocol, readings, stats
+from tcmax_lib import experiments, protocol, readings, reruns, stats
 from tcmax_lib.data.toy import ToyConfig, make_toy_splits
 from tcmax_lib.methods import make_method
 from tcmax_lib.models import mlp_pair_model
@@ -182,7 +182,7 @@ def test_choice_and_difference_frames_read_the_record():
 def test_add_seeds_appends_new_seeds_at_the_chosen_rates_and_seed_plan_sizes_them():
     p = protocol.Protocol((0.01, 0.1), (0, 1), selection_seed=9)
     rec = protocol.compare(["joint", "tcmax"], splits, model, "concat", CONFIG, p, keep="none").record(["acc"])
-    more = protocol.add_seeds(rec, ["tcmax", "joint"], [2], splits, model, "concat", CONFIG, ["acc"])
+    more = reruns.add_seeds(rec, ["tcmax", "joint"], [2], splits, model, "concat", CONFIG, ["acc"])
     assert more["seeds"] == [0, 1, 2] and more["lr"] == {"tcmax": rec["lr"]["tcmax"], "joint": rec["lr"]["joint"]}
     assert more["per_seed"]["joint"]["acc"][:2] == rec["per_seed"]["joint"]["acc"]
     alone = protocol.compare(["joint"], splits, model, "concat", CONFIG, protocol.Protocol((0.01, 0.1), (2,), 9),
@@ -190,7 +190,7 @@ def test_add_seeds_appends_new_seeds_at_the_chosen_rates_and_seed_plan_sizes_the
     assert more["per_seed"]["joint"]["acc"][2] == alone["per_seed"]["joint"]["acc"][0]   # the same run, seed 2
     assert len(more["val_curve"]["tcmax"]) == 3
     with pytest.raises(ValueError, match="already reported or are the selection seed"):
-        protocol.add_seeds(rec, ["joint"], [1, 9], splits, model, "concat", CONFIG, ["acc"])
+        reruns.add_seeds(rec, ["joint"], [1, 9], splits, model, "concat", CONFIG, ["acc"])
     plan = protocol.seed_plan({"seeds": [0, 1, 2, 3, 4], "per_seed": {
         "tcmax": {"acc": [0.90, 0.93, 0.91, 0.95, 0.92]}, "joint": {"acc": [0.80, 0.80, 0.84, 0.82, 0.79]},
         "same": {"acc": [0.90, 0.93, 0.91, 0.95, 0.92]}}}, "tcmax", ["joint", "same"], target=0.02)
@@ -274,7 +274,7 @@ def test_at_next_rate_reruns_the_seeds_at_the_runner_up_rate_with_the_same_fallb
     for m in ("joint", "tcmax"):                                      # written out: best after the chosen rate
         val = {float(g): v for g, v in rec["val_acc_by_lr"][m].items() if float(g) != rec["lr"][m]}
         runner_up[m] = min(val, key=lambda lr: (-val[lr], lr))
-    nxt = protocol.at_next_rate(rec, ["joint", "tcmax"], splits, model, "concat", CONFIG, ["acc"])
+    nxt = reruns.at_next_rate(rec, ["joint", "tcmax"], splits, model, "concat", CONFIG, ["acc"])
     assert nxt["lr"] == runner_up and nxt["seeds"] == rec["seeds"] and nxt["selection_seed"] == 7
     given = protocol.compare(["joint", "tcmax"], splits, model, "concat", CONFIG, p, lr=runner_up,
                              keep="none").record(["acc"])
@@ -283,7 +283,7 @@ def test_at_next_rate_reruns_the_seeds_at_the_runner_up_rate_with_the_same_fallb
     # a rate a reported seed diverged at is out too, and a divergence at the runner-up falls back further
     gone = {**rec, "diverged_reported": {"joint": {f"{runner_up['joint']:g}": "diverged"}}}
     third = ({0.003, 0.03, 0.3} - {rec["lr"]["joint"], runner_up["joint"]}).pop()
-    assert protocol.at_next_rate(gone, ["joint"], splits, model, "concat", CONFIG, ["acc"])["lr"] == {"joint": third}
+    assert reruns.at_next_rate(gone, ["joint"], splits, model, "concat", CONFIG, ["acc"])["lr"] == {"joint": third}
     real = protocol.run_grid
 
     def diverges_at(lr):
@@ -294,9 +294,9 @@ def test_at_next_rate_reruns_the_seeds_at_the_runner_up_rate_with_the_same_fallb
         return run
 
     monkeypatch.setattr(protocol, "run_grid", diverges_at(runner_up["joint"]))
-    fell = protocol.at_next_rate(rec, ["joint"], splits, model, "concat", CONFIG, ["acc"])
+    fell = reruns.at_next_rate(rec, ["joint"], splits, model, "concat", CONFIG, ["acc"])
     assert fell["lr"] == {"joint": third} and list(fell["diverged_reported"]["joint"]) == [f"{runner_up['joint']:g}"]
     monkeypatch.setattr(protocol, "run_grid", real)
     only = {**rec, "val_acc_by_lr": {**rec["val_acc_by_lr"], "joint": {f"{rec['lr']['joint']:g}": 0.9}}}
     with pytest.raises(ValueError, match="joint has no rate besides"):
-        protocol.at_next_rate(only, ["joint"], splits, model, "concat", CONFIG, ["acc"])
+        reruns.at_next_rate(only, ["joint"], splits, model, "concat", CONFIG, ["acc"])
