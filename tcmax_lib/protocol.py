@@ -203,7 +203,7 @@ def compare(methods: Sequence[str], splits: Splits | Callable[[int], Splits],
     if stray or changed:
         raise ValueError(f"compare: method_config names method(s) {stray} not compared, or field(s) {changed} that "
                          f"change training; it may set only {sorted(_REPORTING_FIELDS)}.")
-    frames, choices_, runs, curves = [], {}, {}, {}
+    frames, chosen, runs, curves = [], {}, {}, {}
     caller_on_run = run_kw.pop("on_run", None)
 
     def on_run(method: str, seed: int, res: Run) -> None:              # keep every run's validation curve
@@ -216,20 +216,20 @@ def compare(methods: Sequence[str], splits: Splits | Callable[[int], Splits],
         model_fn = (lambda seed, h=used: make_model(h, seed))
         kw = (method_kw or {}).get(method)
         if choices is not None and method in choices:
-            choices_[method] = replace(choices[method], val_acc=dict(choices[method].val_acc),
-                                       diverged_reported=dict(choices[method].diverged_reported))
+            chosen[method] = replace(choices[method], val_acc=dict(choices[method].val_acc),
+                                     diverged_reported=dict(choices[method].diverged_reported))
         elif lr is not None and method in lr:
-            choices_[method] = LRChoice(lr=float(lr[method]), val_acc={}, best_epoch={float(lr[method]): -1},
-                                       epochs=config.epochs)
+            chosen[method] = LRChoice(lr=float(lr[method]), val_acc={}, best_epoch={float(lr[method]): -1},
+                                      epochs=config.epochs)
         else:
-            choices_[method] = select_lr(method, splits, model_fn, config, protocol, method_kw=kw,
-                                        max_train=max_train)
-        res, kept = _reported_runs(method, choices_[method], protocol, splits, model_fn, config,
+            chosen[method] = select_lr(method, splits, model_fn, config, protocol, method_kw=kw,
+                                       max_train=max_train)
+        res, kept = _reported_runs(method, chosen[method], protocol, splits, model_fn, config,
                                    dict(keep=keep, method_kw={method: kw} if kw else None, max_train=max_train,
                                         on_run=on_run, **run_kw), method_config.get(method, {}))
-        frames.append(res.assign(head=used, lr=choices_[method].lr))
+        frames.append(res.assign(head=used, lr=chosen[method].lr))
         runs.update(kept)
-    return Comparison(pd.concat(frames, ignore_index=True), choices_, protocol, config, runs, curves)
+    return Comparison(pd.concat(frames, ignore_index=True), chosen, protocol, config, runs, curves)
 
 
 def _reported_runs(method: str, choice: LRChoice, protocol: Protocol, splits, model_fn: ModelFn, config: TrainConfig,

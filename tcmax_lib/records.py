@@ -111,10 +111,20 @@ def _acc(v: float | None) -> str:
     return "diverged" if v is None or v == -np.inf else f"{v:.3f}"
 
 
-def _lead(val: Mapping, lr: float, given_up: Mapping) -> str:
-    """The chosen rate's validation accuracy minus the best other usable rate's; '-' without a grid."""
-    others = [v for g, v in val.items() if g != f"{lr:g}" and g not in given_up and v not in (None, -np.inf)]
-    return f"{val[f'{lr:g}'] - max(others):+.3f}" if val and others else "-"
+def other_rates(record: Mapping, method: str) -> dict[float, float]:
+    """Selection accuracy of each rate besides the chosen one that trained (no divergence, not given up) (nb 07).
+
+    The candidates for the next-best rate: `choice_frame`'s lead and `reruns.at_next_rate` read them.
+    """
+    given_up = record.get("diverged_reported", {}).get(method, {})
+    return {float(g): v for g, v in record["val_acc_by_lr"][method].items()
+            if v is not None and g not in given_up and float(g) != record["lr"][method]}
+
+
+def _lead(record: Mapping, method: str) -> str:
+    """The chosen rate's selection accuracy minus the best other usable rate's; '-' without a grid."""
+    val, others, chosen = record["val_acc_by_lr"][method], other_rates(record, method), f"{record['lr'][method]:g}"
+    return f"{val[chosen] - max(others.values()):+.3f}" if val and others else "-"
 
 
 def choice_frame(record: Mapping) -> pd.DataFrame:
@@ -134,7 +144,7 @@ def choice_frame(record: Mapping) -> pd.DataFrame:
         epochs = record["per_seed"][m].get("best_epoch")
         rows[m] = {"lr": lr, "val acc per lr": " / ".join(_acc(val[f"{g:g}"]) for g in grid) if val else "given",
                    "at grid edge": bool(val) and len(grid) > 1 and lr in (grid[0], grid[-1]),
-                   "lead over next rate": _lead(val, lr, record.get("diverged_reported", {}).get(m, {})),
+                   "lead over next rate": _lead(record, m),
                    "best epoch (selection)": f"{best + 1} of {record['epochs']}" if best >= 0 else "-",
                    "seeds best at last epoch": "-" if epochs is None else f"{sum(e == last for e in epochs)} of {n}"}
     return pd.DataFrame(rows).T

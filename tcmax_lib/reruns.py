@@ -13,7 +13,7 @@ from dataclasses import replace
 
 from .data.splits import Splits
 from .protocol import LRChoice, Protocol, compare
-from .records import check_record
+from .records import check_record, other_rates
 from .train import TrainConfig
 
 
@@ -60,9 +60,7 @@ def at_next_rate(record: Mapping, methods: Sequence[str], splits: Splits | Calla
     check_record(record, "at_next_rate")
     choices = {}
     for m in methods:
-        given_up = set(record.get("diverged_reported", {}).get(m, {}))
-        val = {float(g): v for g, v in record["val_acc_by_lr"][m].items()
-               if v is not None and g not in given_up and float(g) != record["lr"][m]}
+        val = other_rates(record, m)
         if not val:
             raise ValueError(f"at_next_rate: {m} has no rate besides {record['lr'][m]:g} that trained on the selection "
                              f"seed (a record of given rates, or every other rate diverged); leave {m} out.")
